@@ -1,0 +1,437 @@
+"""Promtool unit tests for one SLO's generated rules, run on synthetic series.
+
+They prove, with the spec's own objective, period and selectors: a total outage pages
+within the workbook's detection time plus two evaluation intervals; a steady burn just
+below the lowest alerting factor never alerts over four days, while one just above does;
+after recovery each page tier resolves within its short window plus two evaluation
+intervals; zero traffic raises nothing; missing data raises the absent alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from exporters import catalog
+from rules import generator
+from rules.regex import example
+from slo import burnrate, duration
+from slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from slo.selector import Matcher, Selector
+
+EVAL_MINUTES = 1  # scrape interval of every test, evaluation interval of the incident tests
+SOAK_EVAL_MINUTES = 5
+SLACK_MINUTES = 2 * EVAL_MINUTES  # "plus two evaluation intervals"
+TRAFFIC = 1000  # requests per minute in every scenario
+HEALTHY_MINUTES = 60  # clean traffic before each incident
+SOAK_MINUTES = 4 * 24 * 60  # longer than the longest alert window (3d)
+MARGIN_MINUTES = 5
+GROUP_VALUE = "test"
+START_ALL = 100_000  # counters start mid-life, as a real server's would
+START_BAD = 1_000
+
+BAD, GOOD, ALL = "bad", "good", "all"
+
+
+class TestGenError(ValueError):
+    """No synthetic series can satisfy an SLI's selectors."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`minutes` of constant traffic: `good` and `bad` events per minute."""
+
+    minutes: int
+    good: Fraction
+    bad: Fraction
+
+
+@dataclass(frozen=True)
+class Series:
+    """One synthetic input series and which events it counts (bad, good or all)."""
+
+    name: str
+    labels: dict[str, str]
+    counts: str
+    start: int
+
+    def selector(self) -> str:
+        matchers = tuple(Matcher(k, "=", v) for k, v in sorted(self.labels.items()) if v)
+        return Selector(self.name, matchers).render()
+
+
+def healthy(minutes: int) -> Segment:
+    return Segment(minutes, Fraction(TRAFFIC), Fraction(0))
+
+
+def burning(minutes: int, ratio: Fraction) -> Segment:
+    return Segment(minutes, TRAFFIC * (1 - ratio), TRAFFIC * ratio)
+
+
+def idle(minutes: int) -> Segment:
+    return Segment(minutes, Fraction(0), Fraction(0))
+
+
+def values(start: int, segments: Sequence[Segment], counts: str) -> str:
+    """Promtool's expanding notation for a counter over consecutive segments.
+
+    The first segment's samples are t=0..m; each later one's follow on, one per minute.
+    """
+    parts: list[str] = []
+    value = Fraction(start)
+    for index, segment in enumerate(segments):
+        step = {BAD: segment.bad, GOOD: segment.good, ALL: segment.good + segment.bad}[counts]
+        steps = segment.minutes if index == 0 else segment.minutes - 1
+        if index:
+            value += step
+        parts.append(f"{generator.number(value)}+{generator.number(step)}x{steps}")
+        value += step * steps
+    return " ".join(parts)
+
+
+def minutes(value: Fraction | float) -> str:
+    return duration.promql(int(value) * 60)
+
+
+def unit_tests(spec: Spec, slo: SLO, rule_file: str) -> dict[str, dict[str, Any]]:
+    """The promtool test files for one SLO, by file suffix.
+
+    The multi-day soak has a file of its own, evaluated every SOAK_EVAL_MINUTES: a steady
+    ratio gives the same verdict at any step, and minute steps over four days cost 35 s.
+    """
+    cases = TestCases(spec, slo)
+    incidents = [
+        *cases.outage(),
+        *cases.recovery(),
+        cases.zero_traffic(),
+        *cases.never_failed(),
+        *cases.absent(),
+    ]
+    out = {"test": _file(rule_file, EVAL_MINUTES, incidents)}
+    soak = cases.soak()
+    if soak:
+        out["soak.test"] = _file(rule_file, SOAK_EVAL_MINUTES, soak)
+    return out
+
+
+def _file(rule_file: str, every: int, tests: list[dict]) -> dict[str, Any]:
+    return {"rule_files": [rule_file], "evaluation_interval": minutes(every), "tests": tests}
+
+
+class TestCases:
+    """The scenarios for one SLO, expressed in its own series and labels."""
+
+    def __init__(self, spec: Spec, slo: SLO) -> None:
+        self.spec = spec
+        self.slo = slo
+        self.layout = series_layout(spec, slo)
+        self.group = {
+            g: self.layout[0].labels[g] for g in spec.group_by if self.layout[0].labels.get(g)
+        }
+        self.title = f"{spec.service}/{slo.name} ({generator.describe(spec, slo)})"
+
+    def case(self, name: str, segments: Sequence[Segment], checks: list, **series: Any) -> dict:
+        layout = series.get("layout", self.layout)
+        return {
+            "name": f"{self.title}: {name}",
+            "interval": minutes(EVAL_MINUTES),
+            "input_series": [
+                {"series": s.selector(), "values": values(s.start, segments, s.counts)}
+                for s in layout
+            ],
+            "promql_expr_test": checks,
+        }
+
+    def alerts(self, alertname: str, **labels: str) -> str:
+        matchers = {
+            catalog.ALERTNAME: alertname,
+            catalog.SERVICE: self.spec.service,
+            catalog.SLO: self.slo.name,
+            **labels,
+        }
+        return Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in matchers.items())).render()
+
+    def firing(self, window: burnrate.AlertWindow, at: int) -> dict:
+        """A check that exactly this tier's alert fires at minute `at`, with all its labels."""
+        labels = {
+            catalog.ALERTNAME: catalog.ALERT_BUDGET_BURN,
+            catalog.ALERTSTATE: "firing",
+            **generator.slo_labels(self.spec, self.slo),
+            **self.group,
+            catalog.SEVERITY: window.severity,
+            catalog.LONG_WINDOW: duration.promql(window.long),
+            catalog.SHORT_WINDOW: duration.promql(window.short),
+            **self.slo.alerting.labels,
+        }
+        expected = Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
+        return {
+            "expr": self.alerts(
+                catalog.ALERT_BUDGET_BURN,
+                **{catalog.LONG_WINDOW: duration.promql(window.long), catalog.ALERTSTATE: "firing"},
+            ),
+            "eval_time": minutes(at),
+            "exp_samples": [{"labels": expected.render(), "value": 1}],
+        }
+
+    def quiet(self, at: int, alertname: str = catalog.ALERT_BUDGET_BURN, **labels: str) -> dict:
+        return {
+            "expr": self.alerts(alertname, **labels),
+            "eval_time": minutes(at),
+            "exp_samples": [],
+        }
+
+    def never(self, until: int) -> dict:
+        """No burn alert was pending or firing at any evaluation up to minute `until`."""
+        expr = f"count_over_time({self.alerts(catalog.ALERT_BUDGET_BURN)}[{minutes(until)}])"
+        return {"expr": expr, "eval_time": minutes(until), "exp_samples": []}
+
+    def pages(self) -> list[burnrate.AlertWindow]:
+        return [w for w in self.slo.alert_windows if w.severity == burnrate.PAGE]
+
+    def detect(self, window: burnrate.AlertWindow) -> int:
+        """Whole minutes until a total outage crosses the tier (workbook: W x B x b / e)."""
+        seconds = burnrate.detection_time(
+            window, self.spec.period, self.slo.error_budget, Fraction(1)
+        )
+        return math.ceil(seconds / 60)
+
+    def outage(self) -> list[dict]:
+        pages = self.pages()
+        if not pages:
+            return []
+        start = HEALTHY_MINUTES
+        length = max(self.detect(w) for w in pages) + SLACK_MINUTES + MARGIN_MINUTES
+        checks = [self.quiet(start), self.quiet(start, catalog.ALERT_SLI_ABSENT)]
+        name = [f"a total outage from minute {start} pages"]
+        for window in pages:
+            at = start + self.detect(window) + SLACK_MINUTES
+            checks.append(self.firing(window, at))
+            name.append(
+                f"the {duration.promql(window.long)} tier by minute {at} (detection "
+                f"{self.detect(window)}m + {SLACK_MINUTES} evaluation intervals)"
+            )
+        return [self.case(", ".join(name), [healthy(start), burning(length, Fraction(1))], checks)]
+
+    def soak(self) -> list[dict]:
+        tiers = self.slo.alert_windows
+        if not tiers:
+            return []
+        lowest = min(tiers, key=lambda w: burnrate.factor(w, self.spec.period))
+        limit = burnrate.threshold(lowest, self.spec.period, self.slo.error_budget)
+        below, above = limit * Fraction(95, 100), limit * Fraction(105, 100)
+        factor = generator.number(burnrate.factor(lowest, self.spec.period))
+        return [
+            self.case(
+                f"a steady error ratio of {generator.number(below)} (95% of the lowest factor, "
+                f"{factor}x) never alerts in {minutes(SOAK_MINUTES)}",
+                [burning(SOAK_MINUTES, below)],
+                [self.never(SOAK_MINUTES)],
+            ),
+            self.case(
+                f"a steady error ratio of {generator.number(above)} (105% of the lowest factor) "
+                f"opens the {duration.promql(lowest.long)} tier within {HEALTHY_MINUTES}m",
+                [burning(HEALTHY_MINUTES, above)],
+                [self.firing(lowest, HEALTHY_MINUTES)],
+            ),
+        ]
+
+    def recovery(self) -> list[dict]:
+        pages = self.pages()
+        if not pages:
+            return []
+        start = HEALTHY_MINUTES
+        length = max(self.detect(w) for w in pages) + SLACK_MINUTES + MARGIN_MINUTES
+        end = start + length
+        after = max(w.short for w in pages) // 60 + SLACK_MINUTES + MARGIN_MINUTES
+        checks = [self.firing(w, end) for w in pages]
+        name = [f"after an outage from minute {start} to {end}"]
+        for window in pages:
+            at = end + window.short // 60 + SLACK_MINUTES
+            checks.append(self.quiet(at, **{catalog.LONG_WINDOW: duration.promql(window.long)}))
+            name.append(
+                f"the {duration.promql(window.long)} tier resolves by minute {at} "
+                f"(short window {duration.promql(window.short)} + {SLACK_MINUTES} intervals)"
+            )
+        segments = [healthy(start), burning(length, Fraction(1)), healthy(after)]
+        go_style = series_layout(self.spec, self.slo, go_le=True)
+        return [self.case(", ".join(name), segments, checks, layout=go_style)]
+
+    def zero_traffic(self) -> dict:
+        span = 2 * HEALTHY_MINUTES
+        return self.case(
+            f"{span}m without traffic raises no alert (no NaN pages, no absent alert)",
+            [idle(span)],
+            [self.never(span), self.quiet(span, catalog.ALERT_SLI_ABSENT)],
+        )
+
+    def never_failed(self) -> list[dict]:
+        """A counter of bad events that does not exist yet reads as 0 errors, not as no data."""
+        layout = [s for s in self.layout if s.counts != BAD]
+        if len(layout) == len(self.layout):
+            return []
+        at = 10 + SLACK_MINUTES
+        ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(generator.BASE_WINDOW))
+        labels = {**generator.slo_labels(self.spec, self.slo), **self.group}
+        expected = Selector(ratio, tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
+        checks = [
+            {
+                "expr": generator.own_series(ratio, self.spec, self.slo),
+                "eval_time": minutes(at),
+                "exp_samples": [{"labels": expected.render(), "value": 0}],
+            },
+            self.quiet(at, catalog.ALERT_SLI_ABSENT),
+        ]
+        name = "a server whose error counter does not exist yet has an error ratio of 0"
+        return [self.case(name, [healthy(at)], checks, layout=layout)]
+
+    def absent(self) -> list[dict]:
+        """Missing data raises the absent alert after its `for` (10m), not before."""
+        fires = 10 + SLACK_MINUTES
+        labels = {
+            catalog.ALERTNAME: catalog.ALERT_SLI_ABSENT,
+            catalog.ALERTSTATE: "firing",
+            **generator.slo_labels(self.spec, self.slo),
+            catalog.SEVERITY: burnrate.PAGE if self.slo.alerting.page else burnrate.TICKET,
+            **self.slo.alerting.labels,
+        }
+        expected = Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
+        checks = [
+            self.quiet(fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate="firing"),
+            {
+                "expr": self.alerts(catalog.ALERT_SLI_ABSENT),
+                "eval_time": minutes(fires),
+                "exp_samples": [{"labels": expected.render(), "value": 1}],
+            },
+        ]
+        unrelated = [Series("up", {"job": "unrelated"}, ALL, START_ALL)]
+        cases = [
+            self.case(
+                "no series at all raises the absent alert",
+                [healthy(fires)],
+                checks,
+                layout=unrelated,
+            )
+        ]
+        if isinstance(self.slo.sli, LatencySLI):
+            wrong = [
+                Series(
+                    s.name,
+                    {**s.labels, catalog.LE: "+Inf"} if catalog.LE in s.labels else s.labels,
+                    s.counts,
+                    s.start,
+                )
+                for s in self.layout
+            ]
+            cases.append(
+                self.case(
+                    "a server whose buckets lack the threshold raises the absent alert",
+                    [healthy(fires)],
+                    checks,
+                    layout=wrong,
+                )
+            )
+        return cases
+
+
+def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
+    """Input series whose sums are exactly the SLI's bad and total events.
+
+    `go_le` writes a latency bucket's bound as Go clients do (le="2") rather than as
+    prometheus_client does (le="2.0"); the SLI must match both.
+    """
+    base = [Matcher(k, "=", v) for k, v in spec.selector.items()]
+    sli = slo.sli
+    if isinstance(sli, AvailabilitySLI):
+        name = catalog.REQUESTS.name
+        bad = solve(
+            name, [*base, Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)], spec.group_by
+        )
+        good = {**bad, catalog.OUTCOME: catalog.OUTCOME_SUCCESS}
+        return [Series(name, bad, BAD, START_BAD), Series(name, good, GOOD, START_ALL)]
+    if isinstance(sli, LatencySLI):
+        labels = solve(sli.metric.count, base, spec.group_by)
+        le = repr(float(sli.threshold))
+        le = le.removesuffix(".0") if go_le else le
+        return [
+            Series(sli.metric.count, labels, ALL, START_ALL),
+            Series(sli.metric.bucket, {**labels, catalog.LE: le}, GOOD, START_ALL - START_BAD),
+        ]
+    assert isinstance(sli, RatioSLI)
+    errors = [*sli.errors.matchers, *base]
+    total = [*sli.total.matchers, *base]
+    if sli.errors.metric != sli.total.metric:
+        bad = solve(sli.errors.metric, errors, spec.group_by)
+        fixed = {g: bad[g] for g in spec.group_by}
+        every = solve(sli.total.metric, total, spec.group_by, fixed=fixed)
+        return [
+            Series(sli.errors.metric, bad, BAD, START_BAD),
+            Series(sli.total.metric, every, ALL, START_ALL),
+        ]
+    bad = solve(sli.errors.metric, errors + total, spec.group_by)
+    fixed = {g: bad[g] for g in spec.group_by}
+    good = solve(sli.total.metric, total, spec.group_by, fixed=fixed, avoid=sli.errors.matchers)
+    return [
+        Series(sli.errors.metric, bad, BAD, START_BAD),
+        Series(sli.total.metric, good, GOOD, START_ALL),
+    ]
+
+
+def solve(
+    metric: str,
+    required: list[Matcher],
+    group_by: Iterable[str],
+    fixed: dict[str, str] | None = None,
+    avoid: Sequence[Matcher] = (),
+) -> dict[str, str]:
+    """Label values that every `required` matcher selects and (if given) some `avoid` one does not.
+
+    An empty value stands for an absent label, as in PromQL.
+    """
+    group_by = tuple(group_by)
+    labels = dict.fromkeys([*group_by, *(m.label for m in required), *(m.label for m in avoid)])
+    chosen: dict[str, str] = {}
+    for label in labels:
+        options = (
+            [fixed[label]]
+            if fixed and label in fixed
+            else _candidates(label, [*required, *avoid], group_by)
+        )
+        value = next((v for v in options if _fits(label, v, required)), None)
+        if value is None:
+            raise TestGenError(
+                f"no value of label {label!r} of {metric} satisfies {_show(required)}"
+            )
+        chosen[label] = value
+    if avoid and all(m.matches(chosen.get(m.label, "")) for m in avoid):
+        for matcher in avoid:
+            for value in _candidates(matcher.label, [*required, *avoid], group_by):
+                if _fits(matcher.label, value, required) and not matcher.matches(value):
+                    return {**chosen, matcher.label: value}
+        raise TestGenError(
+            f"no series of {metric} matches {_show(required)} but not {_show(avoid)}"
+        )
+    return chosen
+
+
+def _fits(label: str, value: str, matchers: Iterable[Matcher]) -> bool:
+    return all(m.matches(value) for m in matchers if m.label == label)
+
+
+def _candidates(label: str, matchers: Iterable[Matcher], group_by: tuple[str, ...]) -> list[str]:
+    found: list[str] = [GROUP_VALUE] if label in group_by else []
+    for matcher in matchers:
+        if matcher.label != label:
+            continue
+        if matcher.op in ("=", "!="):
+            found.append(matcher.value)
+        sample = example(matcher.value) if matcher.op in ("=~", "!~") else None
+        if sample is not None:
+            found.append(sample)
+    return [*dict.fromkeys([*found, "", "other", "llm-slo-test"])]
+
+
+def _show(matchers: Iterable[Matcher]) -> str:
+    return "{" + ", ".join(m.render() for m in matchers) + "}"

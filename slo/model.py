@@ -1,0 +1,88 @@
+"""The validated, frozen SLO model that the rule and dashboard generators read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from exporters import catalog
+from slo import burnrate
+from slo.selector import Selector
+
+
+@dataclass(frozen=True)
+class AvailabilitySLI:
+    """bad = llm_requests_total{outcome="error"}, total = every outcome."""
+
+
+@dataclass(frozen=True)
+class LatencySLI:
+    """bad = requests of `phase` slower than `threshold` seconds (a bucket bound)."""
+
+    phase: str
+    threshold: Fraction
+
+    @property
+    def metric(self) -> catalog.Metric:
+        return catalog.PHASES[self.phase]
+
+
+@dataclass(frozen=True)
+class RatioSLI:
+    """bad and total from the user's own counters."""
+
+    errors: Selector
+    total: Selector
+
+
+SLI = AvailabilitySLI | LatencySLI | RatioSLI
+
+
+@dataclass(frozen=True)
+class Alerting:
+    page: bool = True
+    ticket: bool = True
+    runbook_url: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SLO:
+    name: str
+    objective: Fraction  # percent, exact (99.9 is 999/10)
+    sli: SLI
+    alerting: Alerting
+    description: str = ""
+
+    @property
+    def error_budget(self) -> Fraction:
+        return burnrate.error_budget(self.objective)
+
+    @property
+    def objective_ratio(self) -> Fraction:
+        return self.objective / 100
+
+    @property
+    def alert_windows(self) -> tuple[burnrate.AlertWindow, ...]:
+        """The tiers this SLO alerts on, given its alerting switches."""
+        wanted = {burnrate.PAGE: self.alerting.page, burnrate.TICKET: self.alerting.ticket}
+        return tuple(w for w in burnrate.WINDOWS if wanted[w.severity])
+
+
+@dataclass(frozen=True)
+class Spec:
+    service: str
+    period: int  # seconds
+    slos: tuple[SLO, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    selector: Mapping[str, str] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ()
+    buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    runbook_base_url: str = ""
+    source: str = ""
+
+    def buckets_for(self, phase: str) -> tuple[float, ...]:
+        """The bucket bounds the server exposes for a phase: the spec's, else the catalog's."""
+        return self.buckets.get(phase, catalog.PHASES[phase].buckets)

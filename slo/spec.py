@@ -1,0 +1,530 @@
+"""Load an SLO file into the frozen model, reporting every problem at once.
+
+Each problem names the file, the line, the path to the field
+(`slos[1].sli.latency.threshold`), what was expected and what was found. Loading never
+raises anything but SpecError.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from exporters import catalog
+from slo import burnrate, duration, selector
+from slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+
+API_VERSION = "llm-slo-stack/v1"
+DEFAULT_PERIOD = "30d"
+MIN_PERIOD_DAYS = 7
+MAX_PERIOD_DAYS = 365
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_EXPECTED = "lowercase letters, digits and '-' (at most 63, not starting or ending in '-')"
+
+# Labels the generated rules set themselves; a spec may not set or group by them.
+RESERVED_LABELS = frozenset(
+    {
+        catalog.SLO, catalog.SERVICE, catalog.SEVERITY, catalog.LONG_WINDOW,
+        catalog.SHORT_WINDOW, catalog.QUANTILE, catalog.LE, catalog.ALERTNAME,
+        catalog.ALERTSTATE, catalog.MODEL, catalog.OUTCOME,
+    }
+)  # fmt: skip
+# Labels the SLIs themselves match on; a selector that pinned them would break the SLI.
+SELECTOR_RESERVED = frozenset({catalog.LE, catalog.OUTCOME, "__name__"})
+GROUP_BY_RESERVED = RESERVED_LABELS - {catalog.MODEL}
+
+_MISSING = object()
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an SLO file."""
+
+    source: str
+    line: int | None
+    path: str
+    expected: str
+    found: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        text = f"{where}: {self.path}: expected {self.expected}, found {self.found}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class SpecError(Exception):
+    """An SLO file that cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def load(path: str | Path) -> Spec:
+    """Read, parse and validate an SLO file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SpecError(
+            [Problem(source, None, "(file)", "a readable UTF-8 file", reason)]
+        ) from None
+    return loads(text, source)
+
+
+def loads(text: str, source: str = "<string>") -> Spec:
+    """Parse and validate SLO YAML text; `source` names it in problems."""
+    data, lines, problems = _parse_yaml(text, source)
+    if problems:
+        raise SpecError(problems)
+    checker = _Checker(source, lines)
+    spec = checker.spec(data)
+    if checker.problems:
+        raise SpecError(checker.problems)
+    assert spec is not None
+    return spec
+
+
+def render_path(path: Path_) -> str:
+    """`('slos', 1, 'sli')` as `slos[1].sli`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int], list[Problem]]:
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines, problems
+        lines[()] = node.start_mark.line + 1
+        _walk(node, (), lines, problems, source)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        found = getattr(error, "problem", None) or str(error)
+        return None, lines, [Problem(source, line, "(file)", "valid YAML", found)]
+    finally:
+        loader.dispose()
+    return data, lines, problems
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict, problems: list, source: str) -> None:
+    """Record the line of every field and report duplicate keys, which YAML hides."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            child = (*path, key)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    Problem(source, line, render_path(child), "each key once", "a duplicate key")
+                )
+            seen.add(key)
+            lines.setdefault(child, line)
+            _walk(value_node, child, lines, problems, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines.setdefault(child, item.start_mark.line + 1)
+            _walk(item, child, lines, problems, source)
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value) if value else "an empty string"
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _fmt(bound: float) -> str:
+    return f"{bound:g}"
+
+
+class _Checker:
+    """Walks the parsed YAML once, building the model and collecting problems."""
+
+    def __init__(self, source: str, lines: dict[Path_, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.problems: list[Problem] = []
+
+    def problem(self, path: Path_, expected: str, found: Any, hint: str = "") -> None:
+        line = None
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(path[:cut])
+            if line:
+                break
+        shown = found if isinstance(found, _Found) else _show(found)
+        self.problems.append(
+            Problem(self.source, line, render_path(path), expected, str(shown), hint)
+        )
+
+    def mapping(self, path: Path_, value: Any, known: tuple[str, ...] | None) -> dict | None:
+        """`value` as a dict, reporting a wrong type and (given `known`) unknown keys."""
+        if not isinstance(value, dict):
+            self.problem(path, "a mapping", value)
+            return None
+        for key in value:
+            if known is not None and key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else ""
+                self.problem(
+                    (*path, key),
+                    f"one of the fields {', '.join(known)}",
+                    _Found(f"unknown field {key!r}"),
+                    hint,
+                )
+        return value
+
+    def text(
+        self, path: Path_, value: Any, pattern: re.Pattern | None, expected: str
+    ) -> str | None:
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            self.problem(path, expected, value)
+            return None
+        return value
+
+    def labels(self, path: Path_, value: Any, reserved: frozenset[str]) -> dict[str, str]:
+        """A label-name to string mapping; reserved names are refused."""
+        if value is _MISSING or value is None:
+            return {}
+        mapping = self.mapping(path, value, None)
+        result: dict[str, str] = {}
+        for key, item in (mapping or {}).items():
+            name = str(key)
+            if not selector.LABEL_NAME.match(name) or name.startswith("__"):
+                self.problem((*path, key), "a label name ([a-zA-Z_][a-zA-Z0-9_]*)", name)
+            elif name in reserved:
+                self.problem(
+                    (*path, key),
+                    "a label name the generated rules do not set themselves",
+                    _Found(f"the reserved label {name!r}"),
+                )
+            elif not isinstance(item, str):
+                self.problem((*path, key), "a string (quote it)", item)
+            else:
+                result[name] = item
+        return result
+
+    def spec(self, data: Any) -> Spec | None:
+        if data is None:
+            self.problem((), "a mapping with apiVersion, service and slos", _Found("an empty file"))
+            return None
+        top = self.mapping((), data, _TOP_FIELDS)
+        if top is None:
+            return None
+        version = top.get("apiVersion", _MISSING)
+        if version != API_VERSION:
+            self.problem(("apiVersion",), repr(API_VERSION), version)
+        service = self.text(("service",), top.get("service", _MISSING), NAME, NAME_EXPECTED)
+        period = self.period(top.get("period", DEFAULT_PERIOD))
+        group_by = self.group_by(top.get("group_by", _MISSING))
+        labels = self.labels(("labels",), top.get("labels", _MISSING), RESERVED_LABELS)
+        for name in set(labels) & set(group_by):
+            self.problem(
+                ("labels", name), "a label not also in group_by", _Found(f"the label {name!r}")
+            )
+        selector_labels = self.labels(
+            ("selector",), top.get("selector", _MISSING), SELECTOR_RESERVED
+        )
+        buckets = self.buckets(top.get("buckets", _MISSING))
+        runbook_base = top.get("runbook_base_url", "")
+        if not isinstance(runbook_base, str):
+            self.problem(("runbook_base_url",), "a URL prefix (a string)", runbook_base)
+            runbook_base = ""
+        slos = self.slos(top.get("slos", _MISSING), period, buckets)
+        if self.problems:
+            return None
+        return Spec(
+            service=service or "",
+            period=period or 0,
+            slos=tuple(slos),
+            labels=MappingProxyType(dict(sorted(labels.items()))),
+            selector=MappingProxyType(dict(sorted(selector_labels.items()))),
+            group_by=tuple(group_by),
+            buckets=MappingProxyType(buckets),
+            runbook_base_url=runbook_base,
+            source=self.source,
+        )
+
+    def period(self, value: Any) -> int | None:
+        seconds = duration.parse(value) if isinstance(value, str) else None
+        expected = (
+            f"a whole number of days from {MIN_PERIOD_DAYS}d to {MAX_PERIOD_DAYS}d, such as 28d "
+            "or 30d (the longest alert window is 3d)"
+        )
+        if (
+            seconds is None
+            or seconds % burnrate.DAY
+            or not MIN_PERIOD_DAYS * burnrate.DAY <= seconds <= MAX_PERIOD_DAYS * burnrate.DAY
+        ):
+            self.problem(("period",), expected, value)
+            return None
+        return int(seconds)
+
+    def group_by(self, value: Any) -> list[str]:
+        if value is _MISSING or value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(("group_by",), "a list of label names, such as [model]", value)
+            return []
+        names: list[str] = []
+        for index, item in enumerate(value):
+            path = ("group_by", index)
+            if not isinstance(item, str) or not selector.LABEL_NAME.match(item):
+                self.problem(path, "a label name ([a-zA-Z_][a-zA-Z0-9_]*)", item)
+            elif item in GROUP_BY_RESERVED:
+                self.problem(
+                    path, "a label of the served series", _Found(f"the reserved label {item!r}")
+                )
+            elif item in names:
+                self.problem(path, "each label once", _Found(f"{item!r} again"))
+            else:
+                names.append(item)
+        return names
+
+    def buckets(self, value: Any) -> dict[str, tuple[float, ...]]:
+        if value is _MISSING or value is None:
+            return {}
+        mapping = self.mapping(("buckets",), value, tuple(catalog.PHASES))
+        result: dict[str, tuple[float, ...]] = {}
+        for phase, bounds in (mapping or {}).items():
+            if phase not in catalog.PHASES:
+                continue
+            path = ("buckets", phase)
+            if (
+                not isinstance(bounds, list)
+                or not bounds
+                or not all(_is_number(b) and 0 < b < math.inf for b in bounds)
+            ):
+                self.problem(path, "a non-empty list of positive finite numbers (seconds)", bounds)
+            elif any(a >= b for a, b in itertools.pairwise(bounds)):
+                self.problem(path, "bounds in strictly increasing order", _Found(str(bounds)))
+            else:
+                result[phase] = tuple(float(b) for b in bounds)
+        return result
+
+    def slos(self, value: Any, period: int | None, buckets: dict) -> list[SLO]:
+        if not isinstance(value, list) or not value:
+            self.problem(("slos",), "a non-empty list of SLOs", value)
+            return []
+        slos: list[SLO] = []
+        names: set[str] = set()
+        for index, item in enumerate(value):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in names:
+                self.problem(
+                    ("slos", index, "name"), "a name unique in this file", _Found(f"{name!r} again")
+                )
+            names.add(name)
+            slo = self.slo(("slos", index), item, period, buckets)
+            if slo is not None:
+                slos.append(slo)
+        return slos
+
+    def slo(self, path: Path_, value: Any, period: int | None, buckets: dict) -> SLO | None:
+        fields = self.mapping(path, value, _SLO_FIELDS)
+        if fields is None:
+            return None
+        name = self.text((*path, "name"), fields.get("name", _MISSING), NAME, NAME_EXPECTED)
+        objective = self.objective((*path, "objective"), fields.get("objective", _MISSING))
+        description = fields.get("description", "")
+        if not isinstance(description, str):
+            self.problem((*path, "description"), "a string", description)
+        sli = self.sli((*path, "sli"), fields.get("sli", _MISSING), buckets)
+        alerting = self.alerting((*path, "alerting"), fields.get("alerting", _MISSING))
+        if None in (name, objective, sli, alerting):
+            return None
+        slo = SLO(
+            name, objective, sli, alerting, description if isinstance(description, str) else ""
+        )
+        if period is not None:
+            self.feasible(path, slo, period)
+        return slo
+
+    def objective(self, path: Path_, value: Any) -> Fraction | None:
+        if not _is_number(value) or not 0 < value < 100:
+            self.problem(path, "a percentage between 0 and 100 (exclusive), such as 99.9", value)
+            return None
+        return Fraction(Decimal(str(value)))
+
+    def sli(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+        fields = self.mapping(path, value, _SLI_KINDS)
+        if fields is None:
+            return None
+        kinds = [kind for kind in fields if kind in _SLI_KINDS]
+        if len(kinds) != 1:
+            found = "none" if not kinds else " and ".join(kinds)
+            self.problem(path, f"exactly one of {', '.join(_SLI_KINDS)}", _Found(found))
+            return None
+        kind = kinds[0]
+        build: Callable[[Path_, Any, dict], SLI | None] = getattr(self, f"sli_{kind}")
+        return build((*path, kind), fields[kind], buckets)
+
+    def sli_availability(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+        if value not in (None, {}):
+            self.problem(path, "{} (availability takes no parameters)", value)
+            return None
+        return AvailabilitySLI()
+
+    def sli_latency(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+        fields = self.mapping(path, value, ("phase", "threshold"))
+        if fields is None:
+            return None
+        phase = fields.get("phase", _MISSING)
+        if phase not in catalog.PHASES:
+            self.problem((*path, "phase"), f"one of {', '.join(catalog.PHASES)}", phase)
+            phase = None
+        raw = fields.get("threshold", _MISSING)
+        if isinstance(raw, str):
+            threshold = duration.parse(raw)
+        elif _is_number(raw) and math.isfinite(raw):
+            threshold = Fraction(Decimal(str(raw)))
+        else:
+            threshold = None
+        if threshold is None or threshold <= 0:
+            self.problem(
+                (*path, "threshold"),
+                "a positive duration such as 500ms or 2s (a number is seconds)",
+                raw,
+            )
+            return None
+        if phase is None:
+            return None
+        bounds = buckets.get(phase, catalog.PHASES[phase].buckets)
+        if not any(math.isclose(float(threshold), b, rel_tol=1e-9) for b in bounds):
+            self.misaligned((*path, "threshold"), phase, float(threshold), bounds, raw)
+            return None
+        return LatencySLI(phase, threshold)
+
+    def misaligned(
+        self, path: Path_, phase: str, threshold: float, bounds: tuple[float, ...], raw: Any
+    ) -> None:
+        below = [b for b in bounds if b < threshold]
+        above = [b for b in bounds if b > threshold]
+        nearest = " and ".join(_fmt(b) for b in (below[-1:] + above[:1]))
+        self.problem(
+            path,
+            f"a bound of the {phase} histogram's buckets (nearest: {nearest}), since a latency "
+            "SLI only counts requests exactly at a bucket bound",
+            raw,
+            f"fix: use {nearest.replace(' and ', ' or ')} seconds, or add {_fmt(threshold)} to the "
+            f"server's {phase} buckets (vLLM: --custom-histogram-buckets) and to buckets.{phase} "
+            "in this file",
+        )
+
+    def sli_ratio(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+        fields = self.mapping(path, value, ("errors", "total"))
+        if fields is None:
+            return None
+        parsed = {}
+        for key in ("errors", "total"):
+            raw = fields.get(key, _MISSING)
+            if not isinstance(raw, str):
+                self.problem(
+                    (*path, key), 'a series selector such as http_requests_total{code="500"}', raw
+                )
+                continue
+            try:
+                parsed[key] = selector.parse(raw)
+            except ValueError as error:
+                self.problem((*path, key), str(error), raw)
+        if len(parsed) != 2:
+            return None
+        if parsed["errors"] == parsed["total"]:
+            self.problem(
+                (*path, "errors"), "a selector of the bad events only, unlike total",
+                _Found("the same selector as total"),
+            )  # fmt: skip
+            return None
+        return RatioSLI(parsed["errors"], parsed["total"])
+
+    def alerting(self, path: Path_, value: Any) -> Alerting | None:
+        if value is _MISSING or value is None:
+            return Alerting()
+        fields = self.mapping(path, value, _ALERTING_FIELDS)
+        if fields is None:
+            return None
+        switches = {}
+        for key in ("page", "ticket"):
+            switch = fields.get(key, True)
+            if not isinstance(switch, bool):
+                self.problem((*path, key), "true or false", switch)
+            switches[key] = switch is not False
+        runbook = fields.get("runbook_url", "")
+        if not isinstance(runbook, str) or (runbook and not re.match(r"^https?://\S+$", runbook)):
+            self.problem((*path, "runbook_url"), "an http(s) URL", runbook)
+            runbook = ""
+        labels = self.labels((*path, "labels"), fields.get("labels", _MISSING), RESERVED_LABELS)
+        annotations = self.labels(
+            (*path, "annotations"), fields.get("annotations", _MISSING), frozenset({"runbook_url"})
+        )
+        return Alerting(
+            page=switches["page"],
+            ticket=switches["ticket"],
+            runbook_url=runbook,
+            labels=MappingProxyType(dict(sorted(labels.items()))),
+            annotations=MappingProxyType(dict(sorted(annotations.items()))),
+        )
+
+    def feasible(self, path: Path_, slo: SLO, period: int) -> None:
+        """Refuse an alert tier that could never fire: its threshold is above 100 % errors."""
+        for window in slo.alert_windows:
+            needed = burnrate.threshold(window, period, slo.error_budget)
+            if needed >= 1:
+                self.problem(
+                    (*path, "objective"),
+                    f"an objective whose {window.severity} tier over "
+                    f"{duration.promql(window.long)} can fire (it needs an error ratio above "
+                    f"{float(needed):.0%})",
+                    float(slo.objective),
+                    f"fix: raise the objective or set alerting.{window.severity}: false",
+                )
+                return
+
+
+class _Found(str):
+    """A `found` text written by the checker itself, shown as is."""
+
+
+_TOP_FIELDS = (
+    "apiVersion", "service", "period", "labels", "selector", "group_by", "buckets",
+    "runbook_base_url", "slos",
+)  # fmt: skip
+_SLO_FIELDS = ("name", "objective", "description", "sli", "alerting")
+_SLI_KINDS = ("availability", "latency", "ratio")
+_ALERTING_FIELDS = ("page", "ticket", "runbook_url", "labels", "annotations")
