@@ -13,35 +13,41 @@ except ImportError:  # Python 3.10
 _CLASS_EXAMPLES = {"CATEGORY_DIGIT": "0", "CATEGORY_WORD": "a", "CATEGORY_SPACE": " "}
 
 
+_FILLS = "x0aZ_-"  # tried in turn for `.` and negated classes such as [^2]
+
+
 def example(pattern: str) -> str | None:
     """A string the whole pattern matches (PromQL anchors regexes), or None if none is found."""
     try:
-        parsed = sre_parse.parse(pattern)
+        parsed = list(sre_parse.parse(pattern))
     except (re.error, RecursionError):
         return None
-    text = _emit(list(parsed))
-    if text is None or re.fullmatch(pattern, text) is None:
-        return None
-    return text
+    for fill in _FILLS:
+        text = _emit(parsed, fill)
+        if text is not None and re.fullmatch(pattern, text):
+            return text
+    return None
 
 
-def _emit(items: list[tuple[Any, Any]]) -> str | None:
+def _emit(items: list[tuple[Any, Any]], fill: str) -> str | None:
     out: list[str] = []
     for op, arg in items:
         name = str(op)
         if name == "LITERAL":
             piece = chr(arg)
         elif name == "ANY":
-            piece = "x"
+            piece = fill
+        elif name == "NOT_LITERAL":
+            piece = fill if chr(arg) != fill else None
         elif name == "IN":
-            piece = _in(arg)
+            piece = _in(arg, fill)
         elif name == "BRANCH":
-            piece = _emit(list(arg[1][0]))
+            piece = _emit(list(arg[1][0]), fill)
         elif name == "SUBPATTERN":
-            piece = _emit(list(arg[-1]))
+            piece = _emit(list(arg[-1]), fill)
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
             low, _, sub = arg
-            one = _emit(list(sub))
+            one = _emit(list(sub), fill)
             piece = None if one is None else one * low
         elif name == "AT":
             piece = ""
@@ -53,9 +59,9 @@ def _emit(items: list[tuple[Any, Any]]) -> str | None:
     return "".join(out)
 
 
-def _in(members: list[tuple[Any, Any]]) -> str | None:
+def _in(members: list[tuple[Any, Any]], fill: str) -> str | None:
     if members and str(members[0][0]) == "NEGATE":
-        return None
+        return fill  # example() checks that the whole string matches
     for op, arg in members:
         name = str(op)
         if name == "LITERAL":

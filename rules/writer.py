@@ -97,5 +97,5 @@ def owned(spec: Spec, rules_dir: Path) -> list[Path]:
         *rules_dir.glob(f"{spec.service}.*.yaml"),
         *(rules_dir / TESTS_DIR).glob(f"{spec.service}.*.yaml"),
     ]
-    marker = HEADER.split("{")[0]
-    return [p for p in candidates if p.read_text(encoding="utf-8").startswith(marker)]
+    marker = HEADER.split("{")[0].encode()
+    return [p for p in candidates if p.is_file() and p.read_bytes().startswith(marker)]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rules import writer
+from rules import testgen, writer
 from slo import output, spec
 from slo.model import Spec
 
@@ -54,14 +54,18 @@ def generate(args: argparse.Namespace) -> int:
     rules_dir = Path(args.rules_dir)
     files: dict[Path, str] = {}
     stale: set[Path] = set()
-    for loaded in specs:
-        generated = {rules_dir / name: text for name, text in writer.files(loaded).items()}
-        files |= generated
-        stale |= set(writer.owned(loaded, rules_dir)) - set(generated)
     try:
+        for loaded in specs:
+            generated = {rules_dir / name: text for name, text in writer.files(loaded).items()}
+            files |= generated
+            stale |= set(writer.owned(loaded, rules_dir)) - set(generated)
         output.write_all(files)
         for path in sorted(stale):
             path.unlink()
+    except testgen.TestGenError as error:
+        print(f"{loaded.source}: cannot build promtool test series: {error}", file=sys.stderr)
+        print("Nothing was written.", file=sys.stderr)
+        return EXIT_INVALID
     except OSError as error:
         print(f"llm-slo: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_WRITE

@@ -13,7 +13,7 @@ from slo.selector import Selector
 
 @dataclass(frozen=True)
 class AvailabilitySLI:
-    """bad = llm_requests_total{outcome="error"}, total = every outcome."""
+    """bad = finished requests with outcome `error`, total = requests of every outcome."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ def write_all(files: dict[Path, str]) -> None:
     A failure before the renames (a full disk, a read-only folder) leaves every target
     as it was; an OSError says which path failed.
     """
+    for path in files:
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(21, "not a regular file", str(path))
     staged: list[tuple[str, Path]] = []
     try:
         for path, text in sorted(files.items()):

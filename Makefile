@@ -1,0 +1,56 @@
+# llm-slo-stack. `make` generates rules from the default SLO file; `make test` runs every
+# check CI runs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := generate
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SPECS ?= slo/default.yaml
+RULES_DIR ?= rules/generated
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: help generate test check lint promtool-check golden promtool clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
+
+generate: $(VENV)/.installed ## Write rules, alerts and their promtool tests from $(SPECS)
+	$(BIN)/llm-slo generate $(SPECS) --rules-dir $(RULES_DIR)
+
+test: check ## Every check, then the test suite (what CI runs)
+	$(BIN)/pytest
+
+check: lint promtool-check ## ruff, promtool on the generated rules, generated files up to date
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules >/dev/null && \
+	diff -ru $(RULES_DIR) $$tmp/rules || { echo "$(RULES_DIR) is stale: run make and commit it"; exit 1; }
+	@echo "generated files are up to date"
+
+lint: $(VENV)/.installed ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+promtool-check: promtool
+	promtool check rules $(RULES_DIR)/*.rules.yaml
+	promtool test rules $(RULES_DIR)/tests/*.yaml
+
+golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate generator change
+	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py -k writes_the_golden
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed: installing Debian's python3-venv"; \
+	  rm -rf $(VENV); $(APT) update -q && $(APT) install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+promtool: ## Install promtool (Debian's prometheus package) if it is missing
+	@command -v promtool >/dev/null || { \
+	  echo "promtool not found: installing Debian's prometheus package"; \
+	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends prometheus; } || { \
+	    echo "could not install it; run: sudo apt-get install prometheus"; exit 1; }; }
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,77 @@
+"""The catalog: naming conventions, bucket sets, and that it is the only place names are typed."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+
+import pytest
+
+from exporters import catalog
+from tests.conftest import ROOT
+
+UNIT_SUFFIX = {"seconds": "_seconds", "ratio": "_ratio"}
+
+
+@pytest.mark.parametrize("metric", catalog.METRICS, ids=lambda m: m.name)
+def test_names_follow_prometheus_conventions(metric: catalog.Metric) -> None:
+    assert re.fullmatch(r"llm_[a-z0-9_]+", metric.name)
+    assert catalog.MODEL in metric.labels
+    if metric.kind == catalog.COUNTER:
+        assert metric.name.endswith("_total")
+    else:
+        assert not metric.name.endswith("_total")
+    if metric.unit in UNIT_SUFFIX:
+        assert metric.name.endswith(UNIT_SUFFIX[metric.unit])
+    assert metric.help.endswith(".") and "seconds" not in metric.help.lower().split(" in ")[-1:]
+
+
+@pytest.mark.parametrize("phase", catalog.PHASES)
+def test_phase_buckets_are_increasing_bounded_and_at_most_24(phase: str) -> None:
+    buckets = catalog.PHASES[phase].buckets
+    assert catalog.PHASES[phase].kind == catalog.HISTOGRAM
+    assert 0 < len(buckets) <= 24
+    assert all(0 < a < b for a, b in itertools.pairwise(buckets))
+
+
+def test_the_issue_names_are_the_contract() -> None:
+    histograms = {m.name for m in catalog.PHASES.values()}
+    assert histograms == {
+        "llm_request_queue_seconds", "llm_request_prefill_seconds",
+        "llm_time_to_first_token_seconds", "llm_inter_token_latency_seconds",
+        "llm_time_per_output_token_seconds", "llm_request_decode_seconds",
+        "llm_e2e_request_latency_seconds",
+    }  # fmt: skip
+    assert catalog.REQUESTS.labels == ("model", "outcome")
+    assert catalog.OUTCOMES == ("success", "error", "aborted", "rejected")
+
+
+NAME = re.compile(r"\b(llm_[a-z0-9_]+|slo:[a-z_]+:[a-z0-9_{}]+|LLM[A-Z][A-Za-z]+)\b")
+
+
+def test_no_metric_or_alert_name_is_typed_outside_the_catalog() -> None:
+    """Every .py file but the catalog: no string constant names a metric, rule or alert."""
+    offenders = []
+    for path in sorted(ROOT.glob("**/*.py")):
+        relative = path.relative_to(ROOT)
+        # The catalog, and its own test that pins the public names, are exempt.
+        if relative.parts[0] in (".venv", "build") or path.name in (
+            "catalog.py",
+            "test_catalog.py",
+        ):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found = NAME.search(node.value)
+                if found:
+                    offenders.append(f"{relative}:{node.lineno}: {found.group(0)}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['rate(llm_requests_total{job="x"}[5m])', "slo:sli_error:ratio_rate5m", "LLMErrorBudgetBurn"],
+)
+def test_the_scan_recognises_names_in_code(text: str) -> None:
+    assert NAME.search(text)

@@ -1,0 +1,127 @@
+"""Properties of the generated rules that hold for any spec."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import pytest
+
+from exporters import catalog
+from rules import generator, writer
+from slo import burnrate, spec
+from tests.conftest import ROOT
+from tests.test_spec import VALID
+
+
+@pytest.fixture(scope="module")
+def loaded() -> spec.Spec:
+    return spec.loads(VALID, "chat.yaml")
+
+
+def rules_of(groups: list[dict], key: str) -> list[dict]:
+    return [rule for group in groups for rule in group["rules"] if key in rule]
+
+
+def test_le_pattern_matches_both_client_spellings_and_nothing_else() -> None:
+    assert generator.le_pattern(2.0) == "2|2\\.0"
+    assert generator.le_pattern(0.25) == "0\\.25"
+    pattern = generator.le_pattern(2.0)
+    assert re.fullmatch(pattern, "2") and re.fullmatch(pattern, "2.0")
+    for other in ("20", "2x0", "2.00", "12"):
+        assert not re.fullmatch(pattern, other)
+
+
+def test_numbers_render_exactly() -> None:
+    assert generator.number(Fraction(144, 10000)) == "0.0144"
+    assert generator.number(Fraction(999, 1000)) == "0.999"
+    assert generator.number(Fraction(30)) == "30"
+
+
+def test_every_window_ratio_is_a_ratio_of_sums(loaded: spec.Spec) -> None:
+    groups = generator.rule_groups(loaded)
+    records = {
+        (r["record"], r["labels"]["slo"]): r["expr"] for r in rules_of(groups[:-1], "record")
+    }
+    for slo in loaded.slos:
+        for window in generator.windows(loaded):
+            name = generator.duration.promql(window)
+            bad = catalog.SLI_BAD_RATE.format(window=name)
+            total = catalog.SLI_TOTAL_RATE.format(window=name)
+            ratio = records[(catalog.SLI_ERROR_RATIO.format(window=name), slo.name)]
+            assert ratio == (
+                f"{generator.own_series(bad, loaded, slo)} / {generator.own_series(total, loaded, slo)}"
+            )
+            if window in generator.LONG_WINDOWS or window == loaded.period:
+                # Long windows average the 5m rates: the ratio of the averages is the
+                # ratio of sums, weighting each 5m by its traffic.
+                base = catalog.SLI_BAD_RATE.format(window="5m")
+                assert records[(bad, slo.name)].startswith(f"avg_over_time({base}{{")
+                assert records[(bad, slo.name)].endswith(f"[{name}])")
+            else:
+                assert f"[{name}]))" in records[(total, slo.name)]
+
+
+def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: spec.Spec) -> None:
+    alerts = [
+        a
+        for a in rules_of(generator.rule_groups(loaded), "alert")
+        if a["alert"] == catalog.ALERT_BUDGET_BURN
+    ]
+    for slo in loaded.slos:
+        mine = [a for a in alerts if a["labels"]["slo"] == slo.name]
+        assert len(mine) == len(slo.alert_windows)
+        for alert, window in zip(mine, slo.alert_windows, strict=True):
+            limit = generator.number(burnrate.threshold(window, loaded.period, slo.error_budget))
+            long, short = (generator.duration.promql(w) for w in (window.long, window.short))
+            assert alert["expr"].splitlines() == [
+                f"{generator.own_series(catalog.SLI_ERROR_RATIO.format(window=long), loaded, slo)} > {limit}",
+                "and",
+                f"{generator.own_series(catalog.SLI_ERROR_RATIO.format(window=short), loaded, slo)} > {limit}",
+            ]
+            assert alert["labels"]["severity"] == window.severity
+            assert set(alert["annotations"]) >= {"summary", "description", "runbook_url"}
+
+
+def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: spec.Spec) -> None:
+    alerts = [
+        a
+        for a in rules_of(generator.rule_groups(loaded), "alert")
+        if a["labels"]["slo"] == "upstream-5xx"
+    ]
+    assert [a["labels"]["severity"] for a in alerts] == ["page", "page", "page"]  # 2 tiers + absent
+    assert {a["annotations"]["runbook_url"] for a in alerts} == {"https://wiki.example.com/5xx"}
+
+
+def test_phase_quantiles_sum_buckets_by_le_before_histogram_quantile(loaded: spec.Spec) -> None:
+    phases = generator.rule_groups(loaded)[-1]["rules"]
+    assert len(phases) == len(catalog.PHASES) * (1 + len(catalog.PHASE_QUANTILES))
+    for metric in catalog.PHASES.values():
+        bucket_rule = next(r for r in phases if r["record"] == f"model:{metric.name}_bucket:rate5m")
+        assert (
+            bucket_rule["expr"] == f'sum by (le, model) (rate({metric.bucket}{{job="vllm"}}[5m]))'
+        )
+        quantiles = [
+            r for r in phases if r["record"] == f"model:{metric.name}:histogram_quantile_rate5m"
+        ]
+        assert [r["labels"]["quantile"] for r in quantiles] == ["0.5", "0.9", "0.95", "0.99"]
+        for rule in quantiles:
+            assert rule["expr"] == (
+                f'histogram_quantile({rule["labels"]["quantile"]}, '
+                f'model:{metric.name}_bucket:rate5m{{service="chat"}})'
+            )
+
+
+def test_generation_is_deterministic_byte_for_byte() -> None:
+    default = spec.load(ROOT / "slo" / "default.yaml")
+    first, second = writer.files(default), writer.files(spec.load(ROOT / "slo" / "default.yaml"))
+    assert first == second
+    for text in first.values():
+        assert text.startswith("# Generated by `make` from")
+        assert text.endswith("\n")
+
+
+def test_the_committed_default_output_is_fresh() -> None:
+    default = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
+    for name, text in writer.files(default).items():
+        assert (ROOT / "rules" / "generated" / name).read_text() == text, f"stale {name}: run make"

@@ -1,0 +1,82 @@
+"""Promtool on the default spec's rules, and proof that its generated tests can fail.
+
+Each mutation breaks the rules the way a generator bug would; the generated promtool
+tests must then fail. A test suite that passed them all would prove nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporters import catalog
+from rules import writer
+from slo import spec
+from tests.conftest import ROOT, run_promtool
+
+DEFAULT = "slo/default.yaml"
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> Path:
+    loaded = spec.loads((ROOT / DEFAULT).read_text(encoding="utf-8"), DEFAULT)
+    for name, text in writer.files(loaded).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def mutate(folder: Path, old: str, new: str) -> None:
+    path = folder / "chat.rules.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) >= 1, f"mutation target not found: {old!r}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_default_rules_pass_check_rules(generated: Path, promtool: str) -> None:
+    run = run_promtool(promtool, "check", "rules", generated / "chat.rules.yaml")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS: 175 rules found" in run.stdout  # 4 SLOs x 35 + 7 phases x 5
+
+
+TTFT = 'service="chat", slo="ttft"'
+AVAILABILITY = 'service="chat", slo="availability"'
+RATIO = catalog.SLI_ERROR_RATIO.format
+TOTAL_5M = f'sum by (model) (rate({catalog.REQUESTS.name}{{job="vllm"}}[5m]))'
+MUTATIONS = [
+    # The 1h page tier of TTFT (99 %, threshold 0.144) at twice its factor: a total
+    # outage now takes 17 minutes of the 1h window to cross it, not 9 + 2.
+    ("page-threshold-doubled", f"{RATIO(window='1h')}{{{TTFT}}} > 0.144", f"{RATIO(window='1h')}{{{TTFT}}} > 0.288", "ttft.test"),
+    # The 1h tier without its 5m short window stays firing long after recovery.
+    ("short-window-dropped", f"and\n      {RATIO(window='5m')}{{{TTFT}}} > 0.144", f"and\n      {RATIO(window='1h')}{{{TTFT}}} > 0.144", "ttft.test"),
+    # Matching only prometheus_client's le="2.0" misses Go clients' le="2".
+    ("le-go-spelling-missed", 'le=~"2|2\\\\.0"', 'le=~"2\\\\.0"', "ttft.test"),
+    # Without `or (0 * total)` a server that never failed has no SLI at all.
+    ("missing-error-counter-not-zero", f" or (0 * {TOTAL_5M})", "", "availability.test"),
+    # The absent alert waiting 20m instead of 10m.
+    ("absent-too-slow", "for: 10m", "for: 20m", "availability.test"),
+    # The lowest (3d/6h) tier at half its factor fires on a burn at 95 % of it.
+    ("lowest-factor-halved", f"{RATIO(window='3d')}{{{AVAILABILITY}}} > 0.001\n", f"{RATIO(window='3d')}{{{AVAILABILITY}}} > 0.0005\n", "availability.soak.test"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "test"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
+def test_generated_tests_catch_a_broken_rule(
+    generated: Path, promtool: str, old: str, new: str, test: str
+) -> None:
+    test_file = generated / "tests" / f"chat.{test}.yaml"
+    clean = run_promtool(promtool, "test", "rules", test_file)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    if old.endswith("\n"):  # the short window of the same tier must move with it
+        mutate(
+            generated,
+            old.replace("ratio_rate3d", "ratio_rate6h"),
+            new.replace("ratio_rate3d", "ratio_rate6h"),
+        )
+    mutate(generated, old, new)
+    broken = run_promtool(promtool, "test", "rules", test_file)
+    assert broken.returncode != 0, f"the mutation went unnoticed:\n{broken.stdout}"
+    assert "FAILED" in broken.stdout + broken.stderr

@@ -1,0 +1,182 @@
+"""Loading SLO files: the model built from a valid one, and one clear message per mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from exporters import catalog
+from slo import cli, spec
+from slo.model import AvailabilitySLI, LatencySLI, RatioSLI
+from tests.conftest import ROOT
+
+VALID = """\
+apiVersion: llm-slo-stack/v1
+service: chat
+labels: {team: inference}
+selector: {job: vllm}
+group_by: [model]
+slos:
+  - name: availability
+    objective: 99.9
+    sli: {availability: {}}
+  - name: ttft
+    objective: 99
+    sli: {latency: {phase: ttft, threshold: 2s}}
+  - name: upstream-5xx
+    objective: 99.5
+    sli:
+      ratio: {errors: 'http_requests_total{status="5xx"}', total: http_requests_total}
+    alerting: {ticket: false, runbook_url: 'https://wiki.example.com/5xx'}
+"""
+
+
+def test_a_valid_file_becomes_the_frozen_model() -> None:
+    loaded = spec.loads(VALID, "chat.yaml")
+    assert loaded.service == "chat"
+    assert loaded.period == 30 * 86400  # the default period
+    assert dict(loaded.labels) == {"team": "inference"}
+    assert dict(loaded.selector) == {"job": "vllm"}
+    assert loaded.group_by == ("model",)
+    availability, ttft, upstream = loaded.slos
+    assert isinstance(availability.sli, AvailabilitySLI)
+    assert availability.error_budget == Fraction(1, 1000)  # exact, not 0.0010000000000000009
+    assert isinstance(ttft.sli, LatencySLI)
+    assert ttft.sli.threshold == 2 and ttft.sli.metric is catalog.TIME_TO_FIRST_TOKEN
+    assert isinstance(upstream.sli, RatioSLI)
+    assert upstream.sli.errors.render() == 'http_requests_total{status="5xx"}'
+    assert [w.severity for w in upstream.alert_windows] == ["page", "page"]
+    assert upstream.alerting.runbook_url == "https://wiki.example.com/5xx"
+    with pytest.raises(AttributeError):
+        loaded.service = "other"  # type: ignore[misc]
+
+
+def test_the_default_spec_is_valid_and_its_thresholds_are_bucket_bounds() -> None:
+    loaded = spec.load(ROOT / "slo" / "default.yaml")
+    assert {s.name for s in loaded.slos} >= {"availability", "ttft", "itl", "e2e"}
+    for slo in loaded.slos:
+        if isinstance(slo.sli, LatencySLI):
+            assert float(slo.sli.threshold) in catalog.PHASES[slo.sli.phase].buckets
+
+
+def edit(old: str, new: str) -> str:
+    assert old in VALID
+    return VALID.replace(old, new, 1)
+
+
+# (id, spec text, line, path, words the message must contain)
+MISTAKES = [
+    ("yaml-syntax", edit("group_by: [model]", "group_by: [model"), 6, "(file)", "valid YAML"),
+    ("empty-file", "", None, "(top level)", "an empty file"),
+    ("top-level-list", "- service: chat\n", 1, "(top level)", "a mapping"),
+    ("wrong-api-version", edit("llm-slo-stack/v1", "llm-slo-stack/v2"), 1, "apiVersion", "'llm-slo-stack/v1'"),
+    ("missing-service", edit("service: chat\n", ""), 1, "service", "found nothing"),
+    ("bad-service-name", edit("service: chat", "service: Chat_Bot"), 2, "service", "'Chat_Bot'"),
+    ("period-too-short", edit("labels:", "period: 3d\nlabels:"), 3, "period", "from 7d to 365d"),
+    ("period-not-duration", edit("labels:", "period: 30\nlabels:"), 3, "period", "found 30"),
+    ("unknown-field", edit("group_by:", "groupby:"), 5, "groupby", "did you mean 'group_by'?"),
+    ("reserved-label", edit("{team: inference}", "{severity: high}"), 3, "labels.severity", "reserved label 'severity'"),
+    ("label-value-not-string", edit("{team: inference}", "{team: 7}"), 3, "labels.team", "a string (quote it)"),
+    ("bad-label-name", edit("{team: inference}", "{team-name: x}"), 3, "labels.team-name", "a label name"),
+    ("selector-reserved", edit("{job: vllm}", "{le: '2'}"), 4, "selector.le", "reserved label 'le'"),
+    ("group-by-not-list", edit("[model]", "model"), 5, "group_by", "a list of label names"),
+    ("group-by-duplicate", edit("[model]", "[model, model]"), 5, "group_by[1]", "'model' again"),
+    ("no-slos", VALID.split("slos:")[0] + "slos: []\n", 6, "slos", "a non-empty list"),
+    ("duplicate-slo-name", edit("name: ttft", "name: availability"), 10, "slos[1].name", "unique"),
+    ("objective-100", edit("objective: 99.9", "objective: 100"), 8, "slos[0].objective", "between 0 and 100"),
+    ("objective-string", edit("objective: 99.9", "objective: '99.9%'"), 8, "slos[0].objective", "'99.9%'"),
+    ("two-sli-kinds", edit("{availability: {}}", "{availability: {}, latency: {}}"), 9, "slos[0].sli", "availability and latency"),
+    ("unknown-phase", edit("phase: ttft", "phase: ttfb"), 12, "slos[1].sli.latency.phase", "one of queue, prefill"),
+    ("threshold-not-duration", edit("threshold: 2s", "threshold: fast"), 12, "slos[1].sli.latency.threshold", "500ms or 2s"),
+    ("threshold-not-a-bound", edit("threshold: 2s", "threshold: 1.8s"), 12, "slos[1].sli.latency.threshold", "nearest: 1.5 and 2"),
+    ("ratio-bad-selector", edit("'http_requests_total{status=\"5xx\"}'", "'http_requests_total{status=5xx}'"), 16, "slos[2].sli.ratio.errors", "label matchers"),
+    ("ratio-bad-regex", edit("{status=\"5xx\"}", "{status=~\"5(xx\"}"), 16, "slos[2].sli.ratio.errors", "regular expression"),
+    ("ratio-errors-equal-total", edit("'http_requests_total{status=\"5xx\"}'", "http_requests_total"), 16, "slos[2].sli.ratio.errors", "same selector as total"),
+    ("alerting-not-bool", edit("ticket: false", "ticket: 'no'"), 17, "slos[2].alerting.ticket", "true or false"),
+    ("runbook-not-url", edit("https://wiki.example.com/5xx", "wiki/5xx"), 17, "slos[2].alerting.runbook_url", "an http(s) URL"),
+    ("duplicate-key", edit("    objective: 99\n", "    objective: 99\n    objective: 98\n"), 12, "slos[1].objective", "duplicate key"),
+    ("page-can-never-fire", edit("objective: 99.9", "objective: 90"), 8, "slos[0].objective", "above 144%"),
+    ("buckets-not-increasing", edit("slos:", "buckets: {ttft: [1, 0.5]}\nslos:"), 6, "buckets.ttft", "strictly increasing"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "path", "words"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES]
+)
+def test_each_mistake_gets_one_clear_message(
+    text: str, line: int | None, path: str, words: str
+) -> None:
+    with pytest.raises(spec.SpecError) as raised:
+        spec.loads(text, "chat.yaml")
+    problems = raised.value.problems
+    assert len(problems) == 1, [str(p) for p in problems]
+    (problem,) = problems
+    assert (problem.source, problem.line, problem.path) == ("chat.yaml", line, path)
+    assert words in str(problem)
+    assert str(problem).startswith(
+        f"chat.yaml:{line}: {path}: expected " if line else f"chat.yaml: {path}:"
+    )
+
+
+@pytest.mark.parametrize("text", [m[1] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+def test_an_invalid_spec_writes_nothing(
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "chat.yaml"
+    path.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    assert cli.main(["generate", str(path), "--rules-dir", str(out)]) == cli.EXIT_INVALID
+    assert not out.exists()
+    assert "nothing was written" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = edit("objective: 99.9", "objective: 101").replace("phase: ttft", "phase: ttfb")
+    text = text.replace("service: chat", "service: Chat")
+    with pytest.raises(spec.SpecError) as raised:
+        spec.loads(text, "chat.yaml")
+    assert [p.path for p in raised.value.problems] == [
+        "service",
+        "slos[0].objective",
+        "slos[1].sli.latency.phase",
+    ]
+
+
+def test_a_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(spec.SpecError) as raised:
+        spec.load(tmp_path / "nope.yaml")
+    assert "a readable UTF-8 file" in str(raised.value)
+    assert "No such file" in str(raised.value)
+
+
+def test_the_threshold_message_says_how_to_fix_it() -> None:
+    with pytest.raises(spec.SpecError) as raised:
+        spec.loads(edit("threshold: 2s", "threshold: 1.8s"), "chat.yaml")
+    message = str(raised.value)
+    assert "use 1.5 or 2 seconds" in message
+    assert "--custom-histogram-buckets" in message and "buckets.ttft" in message
+
+
+def test_a_bucket_override_makes_a_threshold_valid() -> None:
+    text = edit("threshold: 2s", "threshold: 1.8s").replace(
+        "slos:", "buckets: {ttft: [0.5, 1.8, 4]}\nslos:"
+    )
+    loaded = spec.loads(text, "chat.yaml")
+    assert loaded.buckets_for("ttft") == (0.5, 1.8, 4.0)
+    assert loaded.slos[1].sli.threshold == Fraction(9, 5)
+
+
+def test_the_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("apiVersion: [\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "slo.cli", "check", str(path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == cli.EXIT_INVALID
+    assert "Traceback" not in run.stderr
+    assert f"{path}:2: (file): expected valid YAML" in run.stderr
