@@ -31,3 +31,15 @@ def run_promtool(
     return subprocess.run(
         [promtool, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
     )
+
+
+def generate_refused(capsys: pytest.CaptureFixture, out: Path, *specs: Path) -> str:
+    """Run `llm-slo generate` expecting it to refuse the specs; returns its stderr.
+
+    Refusing means exit status 1 and not a single file written.
+    """
+    from slo import cli  # the CLI imports the generators; keep conftest light
+
+    assert cli.main(["generate", *map(str, specs), "--rules-dir", str(out)]) == cli.EXIT_INVALID
+    assert not out.exists()
+    return capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 
 from rules import writer
 from slo import cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, generate_refused
 from tests.test_spec import VALID
 
 
@@ -60,26 +60,17 @@ def test_two_files_for_one_service_are_refused(
 ) -> None:
     twin = tmp_path / "twin.yaml"
     twin.write_text(VALID, encoding="utf-8")
-    out = tmp_path / "rules"
-    assert (
-        cli.main(["generate", str(spec_file), str(twin), "--rules-dir", str(out)])
-        == cli.EXIT_INVALID
-    )
-    assert "found 'chat', also in" in capsys.readouterr().err
-    assert not out.exists()
+    err = generate_refused(capsys, tmp_path / "rules", spec_file, twin)
+    assert "found 'chat', also in" in err
 
 
-def test_one_bad_file_stops_every_file(spec_file: Path, tmp_path: Path) -> None:
+def test_one_bad_file_stops_every_file(
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(
-        VALID.replace("service: chat", "service: other").replace("99.9", "120"), encoding="utf-8"
-    )
-    out = tmp_path / "rules"
-    assert (
-        cli.main(["generate", str(spec_file), str(bad), "--rules-dir", str(out)])
-        == cli.EXIT_INVALID
-    )
-    assert not out.exists()
+    bad.write_text(VALID.replace("service: chat", "service: other").replace("99.9", "120"))
+    err = generate_refused(capsys, tmp_path / "rules", spec_file, bad)
+    assert "bad.yaml:8: slos[0].objective" in err
 
 
 def test_files_no_longer_generated_are_removed_but_not_the_users(
@@ -139,11 +130,6 @@ def test_selectors_no_series_can_satisfy_are_a_message(
 ) -> None:
     path = tmp_path / "chat.yaml"
     impossible = '\'http_requests_total{status="5xx", status="4xx"}\''
-    path.write_text(
-        VALID.replace("'http_requests_total{status=\"5xx\"}'", impossible), encoding="utf-8"
-    )
-    out = tmp_path / "rules"
-    assert cli.main(["generate", str(path), "--rules-dir", str(out)]) == cli.EXIT_INVALID
-    err = capsys.readouterr().err
+    path.write_text(VALID.replace("'http_requests_total{status=\"5xx\"}'", impossible))
+    err = generate_refused(capsys, tmp_path / "rules", path)
     assert "cannot build promtool test series" in err and "no value of label 'status'" in err
-    assert not out.exists()
