@@ -45,12 +45,15 @@ def number(value: Fraction | float) -> str:
     return str(int(as_float)) if as_float.is_integer() else repr(as_float)
 
 
+def le_spellings(bound: float) -> tuple[str, str]:
+    """A bound's `le` label as Go clients write it ("2") and as prometheus_client does ("2.0")."""
+    python = repr(float(bound))
+    return python.removesuffix(".0"), python
+
+
 def le_pattern(bound: float) -> str:
-    """A regex matching the `le` label of a bound as any client writes it: "2" and "2.0"."""
-    python = repr(float(bound))  # prometheus_client writes 2.0, 0.25
-    go = python[:-2] if python.endswith(".0") else python  # Go clients write 2, 0.25
-    forms = dict.fromkeys((go, python))
-    return "|".join(form.replace(".", "\\.") for form in forms)
+    """A regex matching the `le` label of a bound in either spelling."""
+    return "|".join(form.replace(".", "\\.") for form in dict.fromkeys(le_spellings(bound)))
 
 
 def rule_groups(spec: Spec) -> list[Group]:

@@ -34,6 +34,7 @@ START_ALL = 100_000  # counters start mid-life, as a real server's would
 START_BAD = 1_000
 
 BAD, GOOD, ALL = "bad", "good", "all"
+ALERTS = "ALERTS"  # Prometheus' own series of pending and firing alerts
 
 
 class TestGenError(ValueError):
@@ -61,6 +62,12 @@ class Series:
     def selector(self) -> str:
         matchers = tuple(Matcher(k, "=", v) for k, v in sorted(self.labels.items()) if v)
         return Selector(self.name, matchers).render()
+
+
+def sample(name: str, labels: dict[str, str], value: float) -> dict:
+    """An expected promtool sample with exactly these labels."""
+    matchers = tuple(Matcher(k, "=", v) for k, v in sorted(labels.items()))
+    return {"labels": Selector(name, matchers).render(), "value": value}
 
 
 def healthy(minutes: int) -> Segment:
@@ -133,8 +140,15 @@ class TestCases:
         }
         self.title = f"{spec.service}/{slo.name} ({generator.describe(spec, slo)})"
 
-    def case(self, name: str, segments: Sequence[Segment], checks: list, **series: Any) -> dict:
-        layout = series.get("layout", self.layout)
+    def case(
+        self,
+        name: str,
+        segments: Sequence[Segment],
+        checks: list[dict],
+        layout: list[Series] | None = None,
+    ) -> dict:
+        """One promtool test: the input series over `segments`, then the checks."""
+        layout = self.layout if layout is None else layout
         return {
             "name": f"{self.title}: {name}",
             "interval": minutes(EVAL_MINUTES),
@@ -152,7 +166,7 @@ class TestCases:
             catalog.SLO: self.slo.name,
             **labels,
         }
-        return Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in matchers.items())).render()
+        return Selector(ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())).render()
 
     def firing(self, window: burnrate.AlertWindow, at: int) -> dict:
         """A check that exactly this tier's alert fires at minute `at`, with all its labels."""
@@ -166,14 +180,13 @@ class TestCases:
             catalog.SHORT_WINDOW: duration.promql(window.short),
             **self.slo.alerting.labels,
         }
-        expected = Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
         return {
             "expr": self.alerts(
                 catalog.ALERT_BUDGET_BURN,
                 **{catalog.LONG_WINDOW: duration.promql(window.long), catalog.ALERTSTATE: "firing"},
             ),
             "eval_time": minutes(at),
-            "exp_samples": [{"labels": expected.render(), "value": 1}],
+            "exp_samples": [sample(ALERTS, labels, 1)],
         }
 
     def quiet(self, at: int, alertname: str = catalog.ALERT_BUDGET_BURN, **labels: str) -> dict:
@@ -275,12 +288,11 @@ class TestCases:
         at = 10 + SLACK_MINUTES
         ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(generator.BASE_WINDOW))
         labels = {**generator.slo_labels(self.spec, self.slo), **self.group}
-        expected = Selector(ratio, tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
         checks = [
             {
                 "expr": generator.own_series(ratio, self.spec, self.slo),
                 "eval_time": minutes(at),
-                "exp_samples": [{"labels": expected.render(), "value": 0}],
+                "exp_samples": [sample(ratio, labels, 0)],
             },
             self.quiet(at, catalog.ALERT_SLI_ABSENT),
         ]
@@ -297,13 +309,12 @@ class TestCases:
             catalog.SEVERITY: burnrate.PAGE if self.slo.alerting.page else burnrate.TICKET,
             **self.slo.alerting.labels,
         }
-        expected = Selector("ALERTS", tuple(Matcher(k, "=", v) for k, v in sorted(labels.items())))
         checks = [
             self.quiet(fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate="firing"),
             {
                 "expr": self.alerts(catalog.ALERT_SLI_ABSENT),
                 "eval_time": minutes(fires),
-                "exp_samples": [{"labels": expected.render(), "value": 1}],
+                "exp_samples": [sample(ALERTS, labels, 1)],
             },
         ]
         unrelated = [Series("up", {"job": "unrelated"}, ALL, START_ALL)]
@@ -353,8 +364,8 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
         return [Series(name, bad, BAD, START_BAD), Series(name, good, GOOD, START_ALL)]
     if isinstance(sli, LatencySLI):
         labels = solve(sli.metric.count, base, spec.group_by)
-        le = repr(float(sli.threshold))
-        le = le.removesuffix(".0") if go_le else le
+        go, python = generator.le_spellings(float(sli.threshold))
+        le = go if go_le else python
         return [
             Series(sli.metric.count, labels, ALL, START_ALL),
             Series(sli.metric.bucket, {**labels, catalog.LE: le}, GOOD, START_ALL - START_BAD),
