@@ -168,7 +168,13 @@ def describe(spec: Spec, slo: SLO) -> str:
     if isinstance(sli, AvailabilitySLI):
         what = "of requests do not fail"
     elif isinstance(sli, LatencySLI):
-        what = f"of requests have {sli.phase} at or under {number(sli.threshold)}s"
+        # The ITL histogram observes every gap between tokens, not every request.
+        events = (
+            "inter-token gaps are"
+            if sli.metric is catalog.INTER_TOKEN_LATENCY
+            else (f"requests have {sli.phase}")
+        )
+        what = f"of {events} at or under {number(sli.threshold)}s"
     else:
         assert isinstance(sli, RatioSLI)
         what = f"of {sli.total.render()} are not {sli.errors.render()}"
