@@ -200,3 +200,133 @@ PHASE_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 # Alert names.
 ALERT_BUDGET_BURN = "LLMErrorBudgetBurn"
 ALERT_SLI_ABSENT = "LLMSLIDataAbsent"
+
+# The sidecar exporter's own health.
+EXPORTER_UPSTREAM_UP = Metric(
+    "llm_exporter_upstream_up", GAUGE, "bool",
+    "1 if the last scrape of the inference server succeeded, else 0.", (),
+)  # fmt: skip
+EXPORTER_SCRAPE_DURATION = Metric(
+    "llm_exporter_scrape_duration_seconds", GAUGE, "seconds",
+    "Time the last scrape of the inference server took, parsing included.", (),
+)  # fmt: skip
+EXPORTER_SCRAPE_ERRORS = Metric(
+    "llm_exporter_scrape_errors_total", COUNTER, "errors",
+    "Failed scrapes of the inference server by reason: timeout, refused, http_status, "
+    "bad_payload.",
+    ("reason",),
+)  # fmt: skip
+EXPORTER_LABEL_OVERFLOW = Metric(
+    "llm_exporter_label_overflow_total", COUNTER, "series",
+    "Upstream series whose label value was over the cap, folded into the value __overflow__.",
+    ("label",),
+)  # fmt: skip
+EXPORTER_METRICS = (
+    EXPORTER_UPSTREAM_UP, EXPORTER_SCRAPE_DURATION, EXPORTER_SCRAPE_ERRORS,
+    EXPORTER_LABEL_OVERFLOW,
+)  # fmt: skip
+OVERFLOW_VALUE = "__overflow__"
+SCRAPE_ERROR_REASONS = ("timeout", "refused", "http_status", "bad_payload")
+
+
+class VLLM:
+    """vLLM's metric names (engine v1, checked against vLLM 0.33's source).
+
+    Labels `model_name` and `engine` (data-parallel rank); counters gain `_total`.
+    """
+
+    LABEL_MODEL = "model_name"
+    LABEL_ENGINE = "engine"
+    LABEL_FINISHED = "finished_reason"
+    QUEUE = "vllm:request_queue_time_seconds"
+    PREFILL = "vllm:request_prefill_time_seconds"
+    TTFT = "vllm:time_to_first_token_seconds"
+    ITL = "vllm:inter_token_latency_seconds"
+    TPOT = "vllm:request_time_per_output_token_seconds"
+    DECODE = "vllm:request_decode_time_seconds"
+    E2E = "vllm:e2e_request_latency_seconds"
+    INFERENCE = "vllm:request_inference_time_seconds"
+    PROMPT_TOKENS = "vllm:prompt_tokens"
+    GENERATION_TOKENS = "vllm:generation_tokens"
+    PREEMPTIONS = "vllm:num_preemptions"
+    REQUEST_SUCCESS = "vllm:request_success"
+    ADMISSION_REJECTIONS = "vllm:admission_rejections"
+    RUNNING = "vllm:num_requests_running"
+    WAITING = "vllm:num_requests_waiting"
+    KV_CACHE = "vllm:kv_cache_usage_perc"  # a 0..1 fraction despite the name
+    # finished_reason values: stop, length, repetition are successes.
+    FINISHED_OUTCOMES = MappingProxyType(
+        {"stop": OUTCOME_SUCCESS, "length": OUTCOME_SUCCESS, "repetition": OUTCOME_SUCCESS,
+         "abort": OUTCOME_ABORTED, "error": OUTCOME_ERROR}
+    )  # fmt: skip
+    # Default bucket families (vllm/v1/metrics/buckets.py).
+    TTFT_BUCKETS = (
+        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+        7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+    )  # fmt: skip
+    ITL_BUCKETS = (
+        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+        10.0, 20.0, 40.0, 80.0,
+    )  # fmt: skip
+    REQUEST_LATENCY_BUCKETS = (
+        0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+        120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+    )  # fmt: skip
+    # --custom-histogram-buckets family keys.
+    FAMILY_TTFT = "time_to_first_token"
+    FAMILY_ITL = "inter_token_latency"
+    FAMILY_REQUEST_LATENCY = "request_latency"
+
+
+class VLLMLegacy:
+    """Names before the v1 engine renames (about vLLM 0.10); only `model_name`, no engine."""
+
+    ITL = "vllm:time_per_output_token_seconds"
+    KV_CACHE = "vllm:gpu_cache_usage_perc"
+    QUEUE = "vllm:time_in_queue_requests"
+    TTFT_BUCKETS = (
+        0.001,
+        0.005,
+        0.01,
+        0.02,
+        0.04,
+        0.06,
+        0.08,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        2.5,
+        5.0,
+        7.5,
+        10.0,
+    )
+    ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+    REQUEST_LATENCY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+
+
+class TGI:
+    """Text Generation Inference: no model label; durations in seconds."""
+
+    QUEUE = "tgi_request_queue_duration"
+    E2E = "tgi_request_duration"
+    TPOT = "tgi_request_mean_time_per_token_duration"
+    INPUT_LENGTH = "tgi_request_input_length"  # histogram of prompt tokens
+    GENERATED_TOKENS = "tgi_request_generated_tokens"  # histogram of output tokens
+    SUCCESS = "tgi_request_success"
+    FAILURE = "tgi_request_failure"
+    QUEUE_SIZE = "tgi_queue_size"
+    BATCH_SIZE = "tgi_batch_current_size"
+
+
+class Triton:
+    """Triton Inference Server: label `model`; cumulative microsecond counters."""
+
+    LABEL_MODEL = "model"
+    SUCCESS = "nv_inference_request_success"
+    FAILURE = "nv_inference_request_failure"
+    QUEUE_US = "nv_inference_queue_duration_us"
+    REQUEST_US = "nv_inference_request_duration_us"
+    FIRST_RESPONSE_MS = "nv_inference_first_response_histogram_ms"
+    PENDING = "nv_inference_pending_request_count"
