@@ -212,13 +212,14 @@ EXPORTER_SCRAPE_DURATION = Metric(
 )  # fmt: skip
 EXPORTER_SCRAPE_ERRORS = Metric(
     "llm_exporter_scrape_errors_total", COUNTER, "errors",
-    "Failed scrapes of the inference server by reason: timeout, refused, http_status, "
-    "bad_payload.",
+    "Failed scrapes of the inference server by reason: timeout, refused, dropped "
+    "(connection broken mid-answer), http_status, bad_payload.",
     ("reason",),
 )  # fmt: skip
 EXPORTER_LABEL_OVERFLOW = Metric(
     "llm_exporter_label_overflow_total", COUNTER, "series",
-    "Upstream series whose label value was over the cap, folded into the value __overflow__.",
+    "Label values over the cap, counted once a scrape, whose series were folded into the "
+    "value __overflow__.",
     ("label",),
 )  # fmt: skip
 EXPORTER_METRICS = (
@@ -226,7 +227,7 @@ EXPORTER_METRICS = (
     EXPORTER_LABEL_OVERFLOW,
 )  # fmt: skip
 OVERFLOW_VALUE = "__overflow__"
-SCRAPE_ERROR_REASONS = ("timeout", "refused", "http_status", "bad_payload")
+SCRAPE_ERROR_REASONS = ("timeout", "refused", "dropped", "http_status", "bad_payload")
 
 
 class VLLM:

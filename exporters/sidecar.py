@@ -1,0 +1,331 @@
+"""`llm-vllm-exporter`: the inference-server sidecar.
+
+Each time Prometheus scrapes the sidecar, it scrapes the server (within a deadline
+shorter than a scrape timeout), maps what it finds onto the catalog's names and units,
+and yields them with its own health. A server that is down, slow or returns garbage
+yields the exporter's upstream-up gauge at 0 and an error count, and no serving metrics at
+all: never stale values served as fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from exporters import backends, catalog, textformat
+from exporters.backends import Backend, Rule
+
+ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
+MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_TIMEOUT = 5.0  # Prometheus' default scrape timeout is 10 s
+DEFAULT_MAX_MODELS = 64
+DEFAULT_LISTEN = "127.0.0.1:9400"
+
+
+class ScrapeError(Exception):
+    """A failed scrape; `reason` is one of catalog.SCRAPE_ERROR_REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass
+class _Histogram:
+    buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
+    sum: float = 0.0
+    count: float = 0.0
+
+
+@dataclass
+class Snapshot:
+    """One scrape's samples, mapped and summed over dropped labels."""
+
+    histograms: dict[tuple[str, tuple[str, ...]], _Histogram] = field(default_factory=dict)
+    values: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    folded: set[str] = field(default_factory=set)  # model values over the cap
+
+
+class SidecarCollector:
+    """A prometheus_client collector that scrapes one inference server per collect()."""
+
+    def __init__(
+        self,
+        target: str,
+        backend: str = "auto",
+        timeout: float = DEFAULT_TIMEOUT,
+        max_models: int = DEFAULT_MAX_MODELS,
+        model: str = "default",
+        keep_engine: bool = False,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = metrics_url(target)
+        self.backend = None if backend == "auto" else backends.BACKENDS[backend]
+        self.timeout = timeout
+        self.max_models = max_models
+        self.model = model
+        self.keep_engine = keep_engine
+        self.session = session or requests.Session()
+        self._lock = threading.Lock()
+        self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
+        self._models: set[str] = set()
+        self._overflow = 0.0
+        self._wanted = {name: b.wanted() for name, b in backends.BACKENDS.items()}
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.monotonic()
+        try:
+            text = self.fetch()
+            snapshot = self.read(text)
+        except ScrapeError as error:
+            with self._lock:
+                self._errors[error.reason] += 1
+            yield from self._health(up=False, seconds=time.monotonic() - start)
+            return
+        families = list(self.families(snapshot))
+        yield from families
+        yield from self._health(up=True, seconds=time.monotonic() - start)
+
+    def fetch(self) -> str:
+        """The server's /metrics body, within `timeout` seconds (plus at most one read)."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            response = self.session.get(
+                self.url,
+                headers={"Accept": ACCEPT},
+                timeout=(self.timeout, min(1.0, self.timeout)),
+                stream=True,
+            )
+            with response:
+                if response.status_code != 200:
+                    raise ScrapeError("http_status", f"HTTP {response.status_code}")
+                body = bytearray()
+                for chunk in response.iter_content(1 << 16):
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise ScrapeError("timeout", f"no full answer within {self.timeout}s")
+                    if len(body) > MAX_BYTES:
+                        raise ScrapeError("bad_payload", f"more than {MAX_BYTES} bytes")
+        except requests.exceptions.Timeout as error:
+            raise ScrapeError("timeout", str(error)) from None
+        except requests.exceptions.ConnectionError as error:
+            reason = "refused" if "refused" in str(error).lower() else "dropped"
+            raise ScrapeError(reason, str(error)) from None
+        except requests.exceptions.RequestException as error:
+            raise ScrapeError("dropped", str(error)) from None
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ScrapeError("bad_payload", f"not UTF-8: {error}") from None
+
+    def read(self, text: str) -> Snapshot:
+        """Map a payload's samples onto the catalog; ScrapeError if it is not metrics."""
+        backend = self.backend or backends.detect(text)
+        if backend is None:
+            raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
+        wanted = self._wanted[backend.name]
+        snapshot = Snapshot()
+        found = False
+        try:
+            for name, labels, value in textformat.samples(text, wanted):
+                found = True
+                rule, part = wanted[name]
+                self._add(snapshot, backend, rule, part, labels, value)
+        except (textformat.ParseError, ValueError) as error:
+            raise ScrapeError("bad_payload", str(error)) from None
+        if not found:
+            raise ScrapeError("bad_payload", f"no {backend.name} metric in the payload")
+        with self._lock:
+            self._overflow += len(snapshot.folded)
+        return snapshot
+
+    def _add(
+        self,
+        snapshot: Snapshot,
+        backend: Backend,
+        rule: Rule,
+        part: str,
+        labels: dict,
+        value: float,
+    ) -> None:
+        model = labels.get(backend.model_label, self.model) if backend.model_label else self.model
+        key = [self._admit(model, snapshot)]
+        if self.keep_engine:
+            key += [labels.get(name, "") for name in backend.dropped_labels]
+        target = rule.target
+        if target is catalog.REQUESTS:
+            outcome = rule.outcome or rule.outcomes.get(labels.get(rule.outcome_label or "", ""))
+            if outcome is None:
+                return  # a finished_reason we do not know is not guessed at
+            key.append(outcome)
+        snapshot.kinds[target.name] = rule.kind
+        series = (target.name, tuple(key))
+        if rule.kind in (backends.HISTOGRAM, backends.MEAN_ONLY):
+            histogram = snapshot.histograms.setdefault(series, _Histogram())
+            if part == "bucket":
+                le = textformat.parse_le(labels["le"])
+                histogram.buckets[le * rule.scale if math.isfinite(le) else le] += value
+            elif part == "sum":
+                histogram.sum += value * rule.scale
+            else:
+                histogram.count += value
+        else:
+            snapshot.values.setdefault(series, []).append(value * rule.scale)
+
+    def _admit(self, model: str, snapshot: Snapshot) -> str:
+        """The model label value, or the overflow value once `max_models` others are known.
+
+        A value keeps its place once admitted, so series do not flip between scrapes.
+        """
+        with self._lock:
+            if model in self._models:
+                return model
+            if len(self._models) < self.max_models:
+                self._models.add(model)
+                return model
+        snapshot.folded.add(model)
+        return catalog.OVERFLOW_VALUE
+
+    def _label_names(self, metric: catalog.Metric) -> list[str]:
+        names = [catalog.MODEL]
+        if self.keep_engine:
+            names.append(catalog.VLLM.LABEL_ENGINE)
+        if metric is catalog.REQUESTS:
+            names.append(catalog.OUTCOME)
+        return names
+
+    def families(self, snapshot: Snapshot) -> Iterator[Metric]:
+        by_name = {m.name: m for m in catalog.METRICS}
+        for name in sorted({series[0] for series in snapshot.histograms}):
+            metric = by_name[name]
+            family = HistogramMetricFamily(name, metric.help, labels=self._label_names(metric))
+            for (series_name, key), histogram in sorted(snapshot.histograms.items()):
+                if series_name != name:
+                    continue
+                histogram.buckets[math.inf] = histogram.count
+                cumulative = [
+                    (floatToGoString(le), v) for le, v in sorted(histogram.buckets.items())
+                ]
+                family.add_metric(list(key), cumulative, histogram.sum)
+            yield family
+        for name in sorted({series[0] for series in snapshot.values}):
+            metric = by_name[name]
+            kind = snapshot.kinds[name]
+            family_type = (
+                CounterMetricFamily if metric.kind == catalog.COUNTER else GaugeMetricFamily
+            )
+            family = family_type(name, metric.help, labels=self._label_names(metric))
+            for (series_name, key), values in sorted(snapshot.values.items()):
+                if series_name == name:
+                    total = sum(values)
+                    family.add_metric(
+                        list(key), total / len(values) if kind == backends.GAUGE_MEAN else total
+                    )
+            yield family
+
+    def _health(self, up: bool, seconds: float) -> Iterator[Metric]:
+        m = catalog
+        yield GaugeMetricFamily(
+            m.EXPORTER_UPSTREAM_UP.name, m.EXPORTER_UPSTREAM_UP.help, value=1 if up else 0
+        )
+        yield GaugeMetricFamily(
+            m.EXPORTER_SCRAPE_DURATION.name, m.EXPORTER_SCRAPE_DURATION.help, value=seconds
+        )
+        errors = CounterMetricFamily(
+            m.EXPORTER_SCRAPE_ERRORS.name, m.EXPORTER_SCRAPE_ERRORS.help, labels=["reason"]
+        )
+        overflow = CounterMetricFamily(
+            m.EXPORTER_LABEL_OVERFLOW.name, m.EXPORTER_LABEL_OVERFLOW.help, labels=["label"]
+        )
+        with self._lock:
+            for reason, count in self._errors.items():
+                errors.add_metric([reason], count)
+            overflow.add_metric([catalog.MODEL], self._overflow)
+        yield errors
+        yield overflow
+
+
+def metrics_url(target: str) -> str:
+    """The /metrics URL of a target given as a base URL or as the metrics URL itself."""
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    path = parts.path if parts.path not in ("", "/") else "/metrics"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:9400`, `[::1]:9400` or `:9400` (every address) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected ADDR:PORT such as {DEFAULT_LISTEN}, found {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llm-vllm-exporter", description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True, help="the server's base or /metrics URL")
+    parser.add_argument("--backend", choices=["auto", *backends.BACKENDS], default="auto")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per upstream scrape"
+    )
+    parser.add_argument(
+        "--max-models", type=int, default=DEFAULT_MAX_MODELS, help="cap on model label values"
+    )
+    parser.add_argument(
+        "--model", default="default", help="model label for servers without one (TGI)"
+    )
+    parser.add_argument("--keep-engine-label", action="store_true", help="keep vLLM's engine label")
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as error:
+        parser.error(str(error))
+    registry = CollectorRegistry()
+    registry.register(
+        SidecarCollector(
+            args.target,
+            args.backend,
+            args.timeout,
+            args.max_models,
+            args.model,
+            args.keep_engine_label,
+        )
+    )
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        print(
+            f"llm-vllm-exporter: cannot listen on {args.listen}: {error.strerror}", file=sys.stderr
+        )
+        return 1
+    print(
+        f"llm-vllm-exporter: serving {metrics_url(args.target)} as http://{args.listen}/metrics",
+        file=sys.stderr,
+    )
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
