@@ -1,0 +1,110 @@
+"""Real servers on 127.0.0.1 for the tests: the simulator, a payload server, the exporter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
+from starlette.applications import Starlette
+
+HOST = "127.0.0.1"
+
+
+@contextmanager
+def asgi(app: Starlette) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+Behaviour = Callable[[BaseHTTPRequestHandler], None]
+
+
+def payload(body: str, status: int = 200) -> Behaviour:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        data = body.encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "text/plain; version=0.0.4")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return answer
+
+
+def cut_short(body: str) -> Behaviour:
+    """Promise the whole body, send half of it, close the connection."""
+
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        data = body.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data[: len(data) // 2])
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    return answer
+
+
+@contextmanager
+def http(behaviour: Behaviour) -> Iterator[tuple[str, list[Behaviour]]]:
+    """A plain HTTP server whose every GET runs the current behaviour (replaceable)."""
+    current = [behaviour]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the name http.server calls
+            current[0](self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_port}", current
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def exporter(collector: object) -> Iterator[str]:
+    """Serve a collector's registry over HTTP, as the exporter's CLI does; yields the URL."""
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    server, thread = start_http_server(0, addr=HOST, registry=registry)
+    try:
+        yield f"http://{HOST}:{server.server_port}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,291 @@
+"""The sidecar exporter over real HTTP on loopback: against the simulator (current and
+legacy vLLM), TGI and Triton payloads, and every fault an upstream can have."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters import catalog
+from exporters.catalog import VLLM
+from exporters.sidecar import SidecarCollector, metrics_url, parse_listen
+from simulator.latency import Profile
+from simulator.metrics import CURRENT, LEGACY
+from simulator.server import Config, create_app
+from tests import loopback
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MODEL = "llama-test"
+REQUESTS = 6
+TOKENS = 5
+Series = dict[tuple[str, frozenset], float]
+
+
+def scrape(url: str) -> Series:
+    text = requests.get(url, timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def through_exporter(body: str, **options: object) -> Series:
+    """Serve `body` as an upstream's /metrics, put an exporter in front, scrape it once."""
+    with (
+        loopback.http(loopback.payload(body)) as (upstream, _),
+        loopback.exporter(SidecarCollector(upstream, **options)) as url,  # type: ignore[arg-type]
+    ):
+        return scrape(url)
+
+
+def value(series: Series, name: str, **labels: str) -> float:
+    return series[(name, frozenset(labels.items()))]
+
+
+def names(series: Series) -> set[str]:
+    return {name for name, _ in series}
+
+
+def serving(series: Series) -> set[str]:
+    """Sample names that are not the exporter's own health."""
+    own = {m.name.removesuffix("_total") for m in catalog.EXPORTER_METRICS}
+    return {n for n in names(series) if not any(n.startswith(o) for o in own)}
+
+
+def health(series: Series) -> tuple[float, dict[str, float]]:
+    errors = {
+        dict(labels)["reason"]: v
+        for (name, labels), v in series.items()
+        if name == catalog.EXPORTER_SCRAPE_ERRORS.name
+    }
+    return value(series, catalog.EXPORTER_UPSTREAM_UP.name), errors
+
+
+@pytest.fixture
+def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
+    flavor = getattr(request, "param", CURRENT)
+    fast = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.001)
+    app = create_app(Config(served_model_name=MODEL, flavor=flavor, seed=7, profile=fast))
+    with loopback.asgi(app) as url:
+        yield url
+
+
+def load(url: str, count: int = REQUESTS) -> None:
+    """`count` chat requests of TOKENS tokens each, every other one streamed."""
+
+    def one(index: int) -> None:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "two words"}],
+            "max_tokens": TOKENS,
+            "stream": index % 2 == 0,
+        }
+        answer = requests.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert answer.status_code == 200
+        assert answer.content  # read the whole stream
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(count)))
+
+
+def test_every_phase_histogram_is_exported_from_current_vllm(simulator: str) -> None:
+    load(simulator)
+    with loopback.exporter(SidecarCollector(simulator)) as url:
+        series = scrape(url)
+    assert value(series, catalog.EXPORTER_UPSTREAM_UP.name) == 1
+    for metric in catalog.PHASES.values():
+        assert metric.count in names(series), metric.name
+    for metric in catalog.PHASES.values():
+        if metric is not catalog.INTER_TOKEN_LATENCY:
+            assert value(series, metric.count, model=MODEL) == REQUESTS, metric.name
+            assert value(series, metric.bucket, model=MODEL, le="+Inf") == REQUESTS
+    # One inter-token gap per token after the first.
+    itl = value(series, catalog.INTER_TOKEN_LATENCY.count, model=MODEL)
+    assert itl == REQUESTS * (TOKENS - 1)
+    assert value(series, catalog.REQUESTS.name, model=MODEL, outcome="success") == REQUESTS
+    assert value(series, catalog.GENERATION_TOKENS.name, model=MODEL) == REQUESTS * TOKENS
+    # "two words" plus the chat template's 4 tokens for the one message.
+    assert value(series, catalog.PROMPT_TOKENS.name, model=MODEL) == REQUESTS * 6
+    # vLLM's own request-latency bounds come through, le written as Python writes it.
+    e2e_bucket = frozenset({("model", MODEL), ("le", "0.3")})
+    assert (catalog.E2E_REQUEST_LATENCY.bucket, e2e_bucket) in series
+    # The engine label is summed away; nothing but model (and le, outcome) remains.
+    labels = {k for (_, labelset) in series for k, _ in labelset}
+    assert labels <= {"model", "le", "outcome", "reason", "label"}
+
+
+@pytest.mark.parametrize("simulator", [LEGACY], indirect=True)
+def test_legacy_vllm_names_map_onto_the_same_catalog_names(simulator: str) -> None:
+    load(simulator)
+    with loopback.exporter(SidecarCollector(simulator)) as url:
+        series = scrape(url)
+    # From vllm:time_in_queue_requests and vllm:time_per_output_token_seconds.
+    assert value(series, catalog.REQUEST_QUEUE.count, model=MODEL) == REQUESTS
+    assert value(series, catalog.INTER_TOKEN_LATENCY.count, model=MODEL) == REQUESTS * (TOKENS - 1)
+    # From vllm:gpu_cache_usage_perc.
+    assert value(series, catalog.KV_CACHE_USAGE.name, model=MODEL) == 0
+    # Legacy buckets: request latency starts at 1 s.
+    e2e_bucket = frozenset({("model", MODEL), ("le", "1.0")})
+    assert (catalog.E2E_REQUEST_LATENCY.bucket, e2e_bucket) in series
+    assert catalog.TIME_PER_OUTPUT_TOKEN.count not in names(series)  # no per-request TPOT then
+
+
+def test_the_engine_label_can_be_kept(simulator: str) -> None:
+    load(simulator, count=2)
+    with loopback.exporter(SidecarCollector(simulator, keep_engine=True)) as url:
+        series = scrape(url)
+    assert value(series, catalog.TIME_TO_FIRST_TOKEN.count, model=MODEL, engine="0") == 2
+
+
+def test_the_underscore_spelling_of_vllm_names_is_read_alike(simulator: str) -> None:
+    load(simulator)
+    colon = requests.get(f"{simulator}/metrics", timeout=10).text
+    # What prometheus_client 0.23-0.26 write under OpenMetrics (client_python #1177).
+    underscore = "\n".join(
+        line.replace("vllm:", "vllm_", 1) if line.startswith("vllm:") else line
+        for line in colon.split("\n")
+    )
+    first, second = through_exporter(colon), through_exporter(underscore)
+    drop = {catalog.EXPORTER_SCRAPE_DURATION.name}
+    assert {k: v for k, v in first.items() if k[0] not in drop} == {
+        k: v for k, v in second.items() if k[0] not in drop
+    }
+    assert catalog.TIME_TO_FIRST_TOKEN.count in names(first)
+
+
+def test_tgi_payload_maps_with_the_model_flag() -> None:
+    body = (FIXTURES / "tgi.metrics").read_text()
+    series = through_exporter(body, backend="tgi", model="mistral")
+    assert value(series, catalog.REQUESTS.name, model="mistral", outcome="success") == 12
+    assert value(series, catalog.REQUESTS.name, model="mistral", outcome="error") == 3  # 1 + 2
+    assert value(series, catalog.REQUEST_QUEUE.sum, model="mistral") == 0.75
+    assert value(series, catalog.E2E_REQUEST_LATENCY.bucket, model="mistral", le="5.0") == 9
+    assert value(series, catalog.TIME_PER_OUTPUT_TOKEN.count, model="mistral") == 12
+    assert value(series, catalog.PROMPT_TOKENS.name, model="mistral") == 3400
+    assert value(series, catalog.GENERATION_TOKENS.name, model="mistral") == 2100
+    assert value(series, catalog.REQUESTS_WAITING.name, model="mistral") == 3
+    assert value(series, catalog.REQUESTS_RUNNING.name, model="mistral") == 4
+
+
+def test_triton_microsecond_counters_become_seconds() -> None:
+    series = through_exporter((FIXTURES / "triton.metrics").read_text())  # detected as Triton
+    # Versions 1 and 2 summed: 2.5 s of queueing over 50 requests.
+    assert value(series, catalog.REQUEST_QUEUE.sum, model="llama") == pytest.approx(2.5)
+    assert value(series, catalog.REQUEST_QUEUE.count, model="llama") == 50
+    assert value(series, catalog.REQUEST_QUEUE.bucket, model="llama", le="+Inf") == 50
+    assert value(series, catalog.E2E_REQUEST_LATENCY.sum, model="llama") == pytest.approx(100)
+    # First-response milliseconds become TTFT seconds: le="100" ms is le="0.1".
+    assert value(series, catalog.TIME_TO_FIRST_TOKEN.bucket, model="llama", le="0.1") == 10
+    assert value(series, catalog.TIME_TO_FIRST_TOKEN.sum, model="llama") == pytest.approx(9)
+    assert value(series, catalog.REQUESTS.name, model="llama", outcome="error") == 3
+    assert value(series, catalog.REQUESTS_WAITING.name, model="llama") == 3
+
+
+def test_model_values_over_the_cap_fold_into_overflow_without_losing_data() -> None:
+    body = (FIXTURES / "vllm_many_models.metrics").read_text()
+    with (
+        loopback.http(loopback.payload(body)) as (upstream, _),
+        loopback.exporter(SidecarCollector(upstream, max_models=2)) as url,
+    ):
+        first = scrape(url)
+        second = scrape(url)
+    tokens = {
+        dict(labels)["model"]: v
+        for (name, labels), v in first.items()
+        if name == catalog.PROMPT_TOKENS.name
+    }
+    assert tokens == {"a": 15, "b": 20, catalog.OVERFLOW_VALUE: 120}  # 30 + 40 + 50: none lost
+    # c, d, e folded at each scrape; the cap is sticky, so a and b keep their places.
+    assert value(first, catalog.EXPORTER_LABEL_OVERFLOW.name, label="model") == 3
+    assert value(second, catalog.EXPORTER_LABEL_OVERFLOW.name, label="model") == 6
+    # A ratio gauge averages over engines instead of adding up past 1.
+    assert value(first, catalog.KV_CACHE_USAGE.name, model="a") == pytest.approx(0.4)
+
+
+def test_a_server_that_is_down_is_up_0_refused() -> None:
+    with loopback.exporter(SidecarCollector(f"http://127.0.0.1:{loopback.free_port()}")) as url:
+        series = scrape(url)
+    up, errors = health(series)
+    assert up == 0 and errors["refused"] == 1
+    assert serving(series) == set()
+
+
+def test_a_slow_server_times_out_within_the_deadline(simulator: str) -> None:
+    faults = {"metrics_delay_seconds": 3}
+    requests.post(f"{simulator}/admin/faults", json=faults, timeout=5).raise_for_status()
+    with loopback.exporter(SidecarCollector(simulator, timeout=0.5)) as url:
+        start = time.monotonic()
+        series = scrape(url)
+        took = time.monotonic() - start
+    up, errors = health(series)
+    assert up == 0 and errors["timeout"] == 1
+    assert took < 2.5  # the 0.5 s deadline plus at most one 1 s read, never the 3 s stall
+
+
+def test_garbage_stale_values_and_recovery(simulator: str) -> None:
+    load(simulator, count=2)
+    faults = f"{simulator}/admin/faults"
+    with loopback.exporter(SidecarCollector(simulator)) as url:
+        assert catalog.TIME_TO_FIRST_TOKEN.count in names(scrape(url))
+        requests.post(faults, json={"garbage_metrics": True}, timeout=5).raise_for_status()
+        broken = scrape(url)
+        requests.delete(faults, timeout=5).raise_for_status()
+        healed = scrape(url)
+    up, errors = health(broken)
+    assert up == 0 and errors["bad_payload"] == 1
+    assert serving(broken) == set()  # nothing stale served as fresh
+    up, errors = health(healed)
+    assert up == 1 and errors["bad_payload"] == 1  # the counter keeps the past error
+    assert value(healed, catalog.TIME_TO_FIRST_TOKEN.count, model=MODEL) == 2
+
+
+def test_an_http_error_and_a_cut_connection_are_counted_apart() -> None:
+    body = (FIXTURES / "tgi.metrics").read_text()
+    with (
+        loopback.http(loopback.payload("oops", status=500)) as (upstream, behaviour),
+        loopback.exporter(SidecarCollector(upstream)) as url,
+    ):
+        first = scrape(url)
+        behaviour[0] = loopback.cut_short(body)
+        second = scrape(url)
+    up, errors = health(first)
+    assert up == 0 and errors["http_status"] == 1 and errors["dropped"] == 0
+    up, errors = health(second)
+    assert up == 0 and errors["dropped"] == 1 and errors["http_status"] == 1
+
+
+def test_a_payload_of_no_known_server_is_bad() -> None:
+    up, errors = health(through_exporter("# just a comment\nsomething_else 1\n"))
+    assert up == 0 and errors["bad_payload"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("http://10.0.0.1:8000", "http://10.0.0.1:8000/metrics"),
+        ("127.0.0.1:8000", "http://127.0.0.1:8000/metrics"),
+        ("http://h:1/custom/metrics", "http://h:1/custom/metrics"),
+    ],
+)
+def test_targets_are_base_or_metrics_urls(target: str, url: str) -> None:
+    assert metrics_url(target) == url
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("127.0.0.1:9400") == ("127.0.0.1", 9400)
+    assert parse_listen("[::1]:9400") == ("::1", 9400)
+    assert parse_listen(":9400") == ("0.0.0.0", 9400)
+    with pytest.raises(ValueError):
+        parse_listen("localhost")
+
+
+def test_vllm_finished_reasons_cover_every_outcome_but_rejected() -> None:
+    outcomes = set(VLLM.FINISHED_OUTCOMES.values())
+    assert outcomes == set(catalog.OUTCOMES) - {catalog.OUTCOME_REJECTED}
