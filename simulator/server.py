@@ -79,8 +79,9 @@ class Engine:
         return self.running / self.config.max_num_seqs
 
     def admit_or_fail(self) -> None:
-        """Refuse a request up front: the queue is full, or a server error is injected."""
-        if self.waiting >= self.config.max_waiting:
+        """Refuse a request up front: it would have to wait and the queue is full, or a
+        server error is injected."""
+        if self.slots.locked() and self.waiting >= self.config.max_waiting:
             if self.metrics.rejections is not None:
                 self.metrics.rejections.inc()
             raise Rejected
