@@ -19,6 +19,7 @@ COUNTER = "counter"  # one upstream sample, summed
 GAUGE_SUM = "gauge_sum"  # a gauge that adds up over engines (requests running)
 GAUGE_MEAN = "gauge_mean"  # a gauge that averages over engines (a usage ratio)
 MEAN_ONLY = "mean_only"  # a sum counter over a count counter: a histogram with +Inf only
+HISTOGRAM_KINDS = (HISTOGRAM, MEAN_ONLY)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ all: never stale values served as fresh.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import threading
@@ -19,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from prometheus_client import CollectorRegistry, start_http_server
+import urllib3
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,8 +30,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporters import backends, catalog, textformat
-from exporters.backends import Backend, Rule
+from exporters import backends, catalog, serving, textformat
 
 ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
 MAX_BYTES = 64 * 1024 * 1024
@@ -75,7 +75,6 @@ class SidecarCollector:
         max_models: int = DEFAULT_MAX_MODELS,
         model: str = "default",
         keep_engine: bool = False,
-        session: requests.Session | None = None,
     ) -> None:
         self.url = metrics_url(target)
         self.backend = None if backend == "auto" else backends.BACKENDS[backend]
@@ -83,12 +82,20 @@ class SidecarCollector:
         self.max_models = max_models
         self.model = model
         self.keep_engine = keep_engine
-        self.session = session or requests.Session()
+        self.pool = urllib3.PoolManager(maxsize=4)
         self._lock = threading.Lock()
+        self._sections: dict[str, dict[str, str]] = {}  # see textformat.samples
         self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
         self._models: set[str] = set()
         self._overflow = 0.0
-        self._wanted = {name: b.wanted() for name, b in backends.BACKENDS.items()}
+        # Per backend: sample name -> (rule, part, catalog name, is a histogram).
+        self._plans = {
+            name: {
+                sample: (rule, part, rule.target.name, rule.kind in backends.HISTOGRAM_KINDS)
+                for sample, (rule, part) in backend.wanted().items()
+            }
+            for name, backend in backends.BACKENDS.items()
+        }
 
     def collect(self) -> Iterator[Metric]:
         start = time.monotonic()
@@ -108,28 +115,32 @@ class SidecarCollector:
         """The server's /metrics body, within `timeout` seconds (plus at most one read)."""
         deadline = time.monotonic() + self.timeout
         try:
-            response = self.session.get(
+            response = self.pool.request(
+                "GET",
                 self.url,
-                headers={"Accept": ACCEPT},
-                timeout=(self.timeout, min(1.0, self.timeout)),
-                stream=True,
+                # Identity: next to the server bandwidth is free, gzip is not.
+                headers={"Accept": ACCEPT, "Accept-Encoding": "identity"},
+                timeout=urllib3.Timeout(connect=self.timeout, read=min(1.0, self.timeout)),
+                retries=False,
+                preload_content=False,
             )
-            with response:
-                if response.status_code != 200:
-                    raise ScrapeError("http_status", f"HTTP {response.status_code}")
+            try:
+                if response.status != 200:
+                    raise ScrapeError("http_status", f"HTTP {response.status}")
                 body = bytearray()
-                for chunk in response.iter_content(1 << 16):
+                for chunk in response.stream(1 << 16):
                     body += chunk
                     if time.monotonic() > deadline:
                         raise ScrapeError("timeout", f"no full answer within {self.timeout}s")
                     if len(body) > MAX_BYTES:
                         raise ScrapeError("bad_payload", f"more than {MAX_BYTES} bytes")
-        except requests.exceptions.Timeout as error:
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.NewConnectionError as error:  # before its base class below
+            raise ScrapeError("refused", str(error)) from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
             raise ScrapeError("timeout", str(error)) from None
-        except requests.exceptions.ConnectionError as error:
-            reason = "refused" if "refused" in str(error).lower() else "dropped"
-            raise ScrapeError(reason, str(error)) from None
-        except requests.exceptions.RequestException as error:
+        except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ScrapeError("dropped", str(error)) from None
         try:
             return body.decode("utf-8")
@@ -137,58 +148,63 @@ class SidecarCollector:
             raise ScrapeError("bad_payload", f"not UTF-8: {error}") from None
 
     def read(self, text: str) -> Snapshot:
-        """Map a payload's samples onto the catalog; ScrapeError if it is not metrics."""
+        """Map a payload's samples onto the catalog; ScrapeError if it is not metrics.
+
+        The hot loop of the sidecar: one pass, everything a sample needs looked up once
+        per backend in `_plans` rather than per line.
+        """
         backend = self.backend or backends.detect(text)
         if backend is None:
             raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
-        wanted = self._wanted[backend.name]
+        plan = self._plans[backend.name]
         snapshot = Snapshot()
+        histograms, values, kinds = snapshot.histograms, snapshot.values, snapshot.kinds
+        model_label, default = backend.model_label, self.model
+        extra = backend.dropped_labels if self.keep_engine else ()
+        models: dict[str, str] = {}  # upstream model -> label value, decided once a scrape
         found = False
         try:
-            for name, labels, value in textformat.samples(text, wanted):
+            for name, labels, value in textformat.samples(text, plan, self._sections):
                 found = True
-                rule, part = wanted[name]
-                self._add(snapshot, backend, rule, part, labels, value)
-        except (textformat.ParseError, ValueError) as error:
-            raise ScrapeError("bad_payload", str(error)) from None
+                rule, part, target, is_histogram = plan[name]
+                upstream = labels.get(model_label, default) if model_label else default
+                model = models.get(upstream)
+                if model is None:
+                    model = models[upstream] = self._admit(upstream, snapshot)
+                key: tuple[str, ...] = (
+                    (model, *(labels.get(n, "") for n in extra)) if extra else (model,)
+                )
+                if rule.target is catalog.REQUESTS:
+                    outcome = rule.outcome or rule.outcomes.get(
+                        labels.get(rule.outcome_label or "", "")
+                    )
+                    if outcome is None:
+                        continue  # a finished_reason we do not know is not guessed at
+                    key = (*key, outcome)
+                kinds[target] = rule.kind
+                series = (target, key)
+                if not is_histogram:
+                    values.setdefault(series, []).append(value * rule.scale)
+                    continue
+                histogram = histograms.get(series)
+                if histogram is None:
+                    histogram = histograms[series] = _Histogram()
+                if part == "bucket":
+                    le = float(labels["le"])
+                    if le != le:
+                        raise ValueError("le is NaN")
+                    histogram.buckets[le * rule.scale if le != math.inf else le] += value
+                elif part == "sum":
+                    histogram.sum += value * rule.scale
+                else:
+                    histogram.count += value
+        except (textformat.ParseError, ValueError, KeyError) as error:
+            raise ScrapeError("bad_payload", f"{type(error).__name__}: {error}") from None
         if not found:
             raise ScrapeError("bad_payload", f"no {backend.name} metric in the payload")
         with self._lock:
             self._overflow += len(snapshot.folded)
         return snapshot
-
-    def _add(
-        self,
-        snapshot: Snapshot,
-        backend: Backend,
-        rule: Rule,
-        part: str,
-        labels: dict,
-        value: float,
-    ) -> None:
-        model = labels.get(backend.model_label, self.model) if backend.model_label else self.model
-        key = [self._admit(model, snapshot)]
-        if self.keep_engine:
-            key += [labels.get(name, "") for name in backend.dropped_labels]
-        target = rule.target
-        if target is catalog.REQUESTS:
-            outcome = rule.outcome or rule.outcomes.get(labels.get(rule.outcome_label or "", ""))
-            if outcome is None:
-                return  # a finished_reason we do not know is not guessed at
-            key.append(outcome)
-        snapshot.kinds[target.name] = rule.kind
-        series = (target.name, tuple(key))
-        if rule.kind in (backends.HISTOGRAM, backends.MEAN_ONLY):
-            histogram = snapshot.histograms.setdefault(series, _Histogram())
-            if part == "bucket":
-                le = textformat.parse_le(labels["le"])
-                histogram.buckets[le * rule.scale if math.isfinite(le) else le] += value
-            elif part == "sum":
-                histogram.sum += value * rule.scale
-            else:
-                histogram.count += value
-        else:
-            snapshot.values.setdefault(series, []).append(value * rule.scale)
 
     def _admit(self, model: str, snapshot: Snapshot) -> str:
         """The model label value, or the overflow value once `max_models` others are known.
@@ -213,32 +229,32 @@ class SidecarCollector:
         return names
 
     def families(self, snapshot: Snapshot) -> Iterator[Metric]:
+        """The catalog families of one scrape, in name order, series in label order."""
         by_name = {m.name: m for m in catalog.METRICS}
-        for name in sorted({series[0] for series in snapshot.histograms}):
-            metric = by_name[name]
-            family = HistogramMetricFamily(name, metric.help, labels=self._label_names(metric))
-            for (series_name, key), histogram in sorted(snapshot.histograms.items()):
-                if series_name != name:
-                    continue
-                histogram.buckets[math.inf] = histogram.count
-                cumulative = [
-                    (floatToGoString(le), v) for le, v in sorted(histogram.buckets.items())
-                ]
-                family.add_metric(list(key), cumulative, histogram.sum)
+        family: Metric | None = None
+        for (name, key), histogram in sorted(snapshot.histograms.items()):
+            if family is None or family.name != name:
+                if family is not None:
+                    yield family
+                metric = by_name[name]
+                family = HistogramMetricFamily(name, metric.help, labels=self._label_names(metric))
+            histogram.buckets[math.inf] = histogram.count
+            cumulative = [(_le_text(le), v) for le, v in sorted(histogram.buckets.items())]
+            family.add_metric(list(key), cumulative, histogram.sum)
+        if family is not None:
             yield family
-        for name in sorted({series[0] for series in snapshot.values}):
+        family = None
+        for (name, key), values in sorted(snapshot.values.items()):
             metric = by_name[name]
-            kind = snapshot.kinds[name]
-            family_type = (
-                CounterMetricFamily if metric.kind == catalog.COUNTER else GaugeMetricFamily
-            )
-            family = family_type(name, metric.help, labels=self._label_names(metric))
-            for (series_name, key), values in sorted(snapshot.values.items()):
-                if series_name == name:
-                    total = sum(values)
-                    family.add_metric(
-                        list(key), total / len(values) if kind == backends.GAUGE_MEAN else total
-                    )
+            if family is None or family.name != metric.name.removesuffix("_total"):
+                if family is not None:
+                    yield family
+                kind = CounterMetricFamily if metric.kind == catalog.COUNTER else GaugeMetricFamily
+                family = kind(name, metric.help, labels=self._label_names(metric))
+            total = sum(values)
+            mean = snapshot.kinds[name] == backends.GAUGE_MEAN
+            family.add_metric(list(key), total / len(values) if mean else total)
+        if family is not None:
             yield family
 
     def _health(self, up: bool, seconds: float) -> Iterator[Metric]:
@@ -261,6 +277,12 @@ class SidecarCollector:
             overflow.add_metric([catalog.MODEL], self._overflow)
         yield errors
         yield overflow
+
+
+@functools.lru_cache(maxsize=4096)
+def _le_text(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it ("0.25", "2.0", "+Inf"), formatted once."""
+    return floatToGoString(bound)
 
 
 def metrics_url(target: str) -> str:
@@ -310,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server, thread = serving.serve(registry, host, port)
     except OSError as error:
         print(
             f"llm-vllm-exporter: cannot listen on {args.listen}: {error.strerror}", file=sys.stderr

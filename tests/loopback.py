@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import uvicorn
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+
+from exporters import serving
 
 HOST = "127.0.0.1"
 
@@ -93,7 +95,7 @@ def exporter(collector: object) -> Iterator[str]:
     """Serve a collector's registry over HTTP, as the exporter's CLI does; yields the URL."""
     registry = CollectorRegistry()
     registry.register(collector)  # type: ignore[arg-type]
-    server, thread = start_http_server(0, addr=HOST, registry=registry)
+    server, thread = serving.serve(registry, HOST, 0)
     try:
         yield f"http://{HOST}:{server.server_port}/metrics"
     finally:

@@ -1,0 +1,78 @@
+"""Serving a registry over HTTP, as the exporters do.
+
+prometheus_client's own server gzips every answer at level 9 when the scraper accepts
+gzip, which Prometheus always does: 25 ms for a 700 kB answer on this machine, a tenth
+of the sidecar's budget. Level 1 takes 1.5 ms and compresses text nearly as well.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+GZIP_LEVEL = 1
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _Server(WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingServer(_Server):
+    """One thread per scrape, so a slow upstream never blocks another scraper."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # one broken client must not stop the server
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # the base class names it format
+        pass
+
+
+def gzip_fast(app: WSGIApp) -> WSGIApp:
+    """Wrap a WSGI app so that answers are gzipped at GZIP_LEVEL when the client accepts it."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if "gzip" not in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            return app(environ, start_response)
+        answer: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer["status"], answer["headers"] = status, headers
+
+        body = gzip.compress(b"".join(app(environ, capture)), compresslevel=GZIP_LEVEL)
+        headers = [(k, v) for k, v in answer["headers"] if k.lower() != "content-length"]
+        start_response(
+            answer["status"],
+            [*headers, ("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return wrapped
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    """Serve `registry` at http://host:port/metrics in a background thread."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("Server", (_ThreadingServer,), {"address_family": family})
+    app = gzip_fast(make_wsgi_app(registry, disable_compression=True))
+    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
