@@ -11,7 +11,7 @@ RULES_DIR ?= rules/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help generate test check lint promtool-check golden promtool clean
+.PHONY: help generate test check lint promtool-check golden bench promtool clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ promtool-check: promtool
 
 golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate generator change
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py -k writes_the_golden
+
+bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their figures
+	$(BIN)/python -m bench.exporter
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
