@@ -11,6 +11,7 @@ import gzip
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -21,23 +22,10 @@ GZIP_LEVEL = 1
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class _Server(WSGIServer):
-    daemon_threads = True
-
-
-class _ThreadingServer(_Server):
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
     """One thread per scrape, so a slow upstream never blocks another scraper."""
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
-
-    def _serve(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:  # one broken client must not stop the server
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
+    daemon_threads = True
 
 
 class _QuietHandler(WSGIRequestHandler):
