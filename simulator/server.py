@@ -303,10 +303,10 @@ class _Reply:
     async def stream(
         self, tokens: AsyncIterator[int], finish: str, usage: bool, drop_after: int | None
     ) -> AsyncIterator[bytes]:
-        if self.chat:
-            yield self._chunk(None)
         count = 0
         async for index in tokens:
+            if self.chat and index == 0:
+                yield self._chunk(None)  # vLLM sends the role with the first output, not before
             if drop_after is not None and count >= drop_after:
                 await tokens.aclose()  # type: ignore[attr-defined]
                 raise ConnectionAbortedError("simulated dropped connection")

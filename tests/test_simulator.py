@@ -171,6 +171,13 @@ def test_faults_switch_at_run_time() -> None:
         start = time.monotonic()
         chat(base, max_tokens=2)
         assert time.monotonic() - start > 20 * 0.001 * 2  # prefill and one gap, 20x
+        requests.post(faults, json={"latency_multiplier": 1, "stall_seconds": 0.3}, timeout=5)
+        start = time.monotonic()
+        with chat_stream(base, max_tokens=2) as response:
+            lines = response.iter_lines()
+            assert b'"role": "assistant"' in next(lines)  # with the first token, as vLLM
+            assert time.monotonic() - start >= 0.3  # a hung engine, then tokens
+            assert any(b"tok0" in line for line in lines)
         requests.delete(faults, timeout=5).raise_for_status()
         assert requests.get(faults, timeout=5).json()["latency_multiplier"] == 1
 
