@@ -31,6 +31,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from exporters import backends, catalog, serving, textformat
+from exporters.backends import Backend
 
 ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
 MAX_BYTES = 64 * 1024 * 1024
@@ -52,6 +53,23 @@ class _Histogram:
     buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
     sum: float = 0.0
     count: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where the value of one upstream line goes: worked out once per distinct line."""
+
+    series: tuple[str, tuple[str, ...]]  # catalog name, label values
+    kind: str  # the rule's kind (backends.HISTOGRAM, COUNTER, ...)
+    part: str  # bucket, sum, count or value
+    le: float | None  # a bucket's bound in base units
+    scale: float
+    histogram: bool
+    folded: str  # the upstream model when it went over the cap, else ""
+
+
+_IGNORED = _Slot(("", ()), "", "", None, 1.0, False, "")  # a line the backend does not map
+SLOT_LIMIT = 500_000  # lines remembered, about 100 MB at most; beyond, parsed each time
 
 
 @dataclass
@@ -84,7 +102,7 @@ class SidecarCollector:
         self.keep_engine = keep_engine
         self.pool = urllib3.PoolManager(maxsize=4)
         self._lock = threading.Lock()
-        self._sections: dict[str, dict[str, str]] = {}  # see textformat.samples
+        self._slots: dict[str, dict[str, _Slot]] = {name: {} for name in backends.BACKENDS}
         self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
         self._models: set[str] = set()
         self._overflow = 0.0
@@ -150,52 +168,53 @@ class SidecarCollector:
     def read(self, text: str) -> Snapshot:
         """Map a payload's samples onto the catalog; ScrapeError if it is not metrics.
 
-        The hot loop of the sidecar: one pass, everything a sample needs looked up once
-        per backend in `_plans` rather than per line.
+        The sidecar's hot loop. A server writes the same lines at every scrape but for
+        their values, so where each line's value goes (a `_Slot`) is worked out once,
+        from a careful parse, and remembered by the text before the value.
         """
         backend = self.backend or backends.detect(text)
         if backend is None:
             raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
         plan = self._plans[backend.name]
+        slots = self._slots[backend.name]
         snapshot = Snapshot()
-        histograms, values, kinds = snapshot.histograms, snapshot.values, snapshot.kinds
-        model_label, default = backend.model_label, self.model
-        extra = backend.dropped_labels if self.keep_engine else ()
-        models: dict[str, str] = {}  # upstream model -> label value, decided once a scrape
+        histograms, values = snapshot.histograms, snapshot.values
         found = False
         try:
-            for name, labels, value in textformat.samples(text, plan, self._sections):
-                found = True
-                rule, part, target, is_histogram = plan[name]
-                upstream = labels.get(model_label, default) if model_label else default
-                model = models.get(upstream)
-                if model is None:
-                    model = models[upstream] = self._admit(upstream, snapshot)
-                key: tuple[str, ...] = (
-                    (model, *(labels.get(n, "") for n in extra)) if extra else (model,)
-                )
-                if rule.target is catalog.REQUESTS:
-                    outcome = rule.outcome or rule.outcomes.get(
-                        labels.get(rule.outcome_label or "", "")
-                    )
-                    if outcome is None:
-                        continue  # a finished_reason we do not know is not guessed at
-                    key = (*key, outcome)
-                kinds[target] = rule.kind
-                series = (target, key)
-                if not is_histogram:
-                    values.setdefault(series, []).append(value * rule.scale)
+            for line in text.split("\n"):
+                if not line or line[0] == "#":
                     continue
-                histogram = histograms.get(series)
+                cut = line.rfind(" ")
+                prefix = line[:cut]
+                slot = slots.get(prefix)
+                if slot is None:
+                    slot, value = self._slot(line, backend, plan, snapshot)
+                    # Only a line whose value is its last token may be remembered by its
+                    # prefix: a timestamp would otherwise be read as the value.
+                    if len(slots) < SLOT_LIMIT and (prefix.endswith("}") or " " not in prefix):
+                        slots[prefix] = slot
+                else:
+                    value = float(line[cut + 1 :])
+                if slot is _IGNORED:
+                    continue
+                found = True
+                if slot.folded:
+                    snapshot.folded.add(slot.folded)
+                if not slot.histogram:
+                    samples = values.get(slot.series)
+                    if samples is None:
+                        samples = values[slot.series] = []
+                        snapshot.kinds[slot.series[0]] = slot.kind
+                    samples.append(value * slot.scale)
+                    continue
+                histogram = histograms.get(slot.series)
                 if histogram is None:
-                    histogram = histograms[series] = _Histogram()
-                if part == "bucket":
-                    le = float(labels["le"])
-                    if le != le:
-                        raise ValueError("le is NaN")
-                    histogram.buckets[le * rule.scale if le != math.inf else le] += value
-                elif part == "sum":
-                    histogram.sum += value * rule.scale
+                    histogram = histograms[slot.series] = _Histogram()
+                    snapshot.kinds[slot.series[0]] = slot.kind
+                if slot.part == "bucket":
+                    histogram.buckets[slot.le] += value
+                elif slot.part == "sum":
+                    histogram.sum += value * slot.scale
                 else:
                     histogram.count += value
         except (textformat.ParseError, ValueError, KeyError) as error:
@@ -206,7 +225,38 @@ class SidecarCollector:
             self._overflow += len(snapshot.folded)
         return snapshot
 
-    def _admit(self, model: str, snapshot: Snapshot) -> str:
+    def _slot(
+        self, line: str, backend: Backend, plan: dict, snapshot: Snapshot
+    ) -> tuple[_Slot, float]:
+        """Parse one line carefully: where its value goes, and the value."""
+        parsed = textformat.parse_line(line, plan)
+        if parsed is None:
+            return _IGNORED, 0.0
+        name, labels, value = parsed
+        rule, part, target, is_histogram = plan[name]
+        upstream = (
+            labels.get(backend.model_label, self.model) if backend.model_label else self.model
+        )
+        model = self._admit(upstream)
+        key: tuple[str, ...] = (model, *(labels.get(n, "") for n in backend.dropped_labels)) if (
+            self.keep_engine
+        ) else (model,)  # fmt: skip
+        if rule.target is catalog.REQUESTS:
+            outcome = rule.outcome or rule.outcomes.get(labels.get(rule.outcome_label or "", ""))
+            if outcome is None:
+                return _IGNORED, value  # a finished_reason we do not know is not guessed at
+            key = (*key, outcome)
+        le = None
+        if part == "bucket":
+            le = float(labels["le"])
+            if le != le:
+                raise ValueError("le is NaN")
+            le = le * rule.scale if le != math.inf else le
+        folded = upstream if model == catalog.OVERFLOW_VALUE else ""
+        slot = _Slot((target, key), rule.kind, part, le, rule.scale, is_histogram, folded)
+        return slot, value
+
+    def _admit(self, model: str) -> str:
         """The model label value, or the overflow value once `max_models` others are known.
 
         A value keeps its place once admitted, so series do not flip between scrapes.
@@ -217,7 +267,6 @@ class SidecarCollector:
             if len(self._models) < self.max_models:
                 self._models.add(model)
                 return model
-        snapshot.folded.add(model)
         return catalog.OVERFLOW_VALUE
 
     def _label_names(self, metric: catalog.Metric) -> list[str]:

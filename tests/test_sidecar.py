@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters import catalog
 from exporters.catalog import VLLM
-from exporters.sidecar import SidecarCollector, metrics_url, parse_listen
+from exporters.sidecar import ScrapeError, SidecarCollector, metrics_url, parse_listen
 from simulator.latency import Profile
 from simulator.metrics import CURRENT, LEGACY
 from simulator.server import Config, create_app
@@ -289,3 +289,34 @@ def test_listen_addresses() -> None:
 def test_vllm_finished_reasons_cover_every_outcome_but_rejected() -> None:
     outcomes = set(VLLM.FINISHED_OUTCOMES.values())
     assert outcomes == set(catalog.OUTCOMES) - {catalog.OUTCOME_REJECTED}
+
+
+def running(collector: SidecarCollector, payload: str) -> float:
+    snapshot = collector.read(payload)
+    ((_, values),) = [
+        (k, v) for k, v in snapshot.values.items() if k[0] == catalog.REQUESTS_RUNNING.name
+    ]
+    return sum(values)
+
+
+def test_remembered_lines_take_each_scrapes_value_never_a_timestamp() -> None:
+    """Where a line's value goes is remembered by the text before the value; a line
+    with a timestamp must not be, or the timestamp would be read as the value."""
+    collector = SidecarCollector("http://unused")
+    gauge = f'{VLLM.RUNNING}{{engine="0",model_name="m"}}'
+    assert running(collector, f"{gauge} 3\n") == 3
+    assert running(collector, f"{gauge} 4\n") == 4  # the same line, a new value
+    assert running(collector, f"{gauge} 5 1700000000000\n") == 5
+    assert running(collector, f"{gauge} 5 1700000000001\n") == 5
+    assert running(collector, f"{gauge} 6 1700000000002\n") == 6
+    bare = VLLM.RUNNING
+    assert running(collector, f"{bare} 7 1700000000003\n") == 7
+    assert running(collector, f"{bare} 7 1700000000004\n") == 7
+
+
+def test_a_remembered_line_with_a_garbage_value_is_still_bad() -> None:
+    collector = SidecarCollector("http://unused")
+    gauge = f'{VLLM.RUNNING}{{engine="0",model_name="m"}}'
+    assert running(collector, f"{gauge} 3\n") == 3
+    with pytest.raises(ScrapeError):
+        collector.read(f"{gauge} three\n")

@@ -71,17 +71,6 @@ def test_same_samples_as_prometheus_client(payload: str) -> None:
     assert len(expected) > 5
 
 
-@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
-def test_a_shared_section_cache_gives_the_same_samples(payload: str) -> None:
-    expected = oracle(payload)
-    wanted = {sample[0] for sample in expected}
-    cache: dict[str, dict[str, str]] = {}
-    first = sorted((canonical(*s) for s in textformat.samples(payload, wanted, cache)), key=repr)
-    second = sorted((canonical(*s) for s in textformat.samples(payload, wanted, cache)), key=repr)
-    assert first == second == expected
-    assert cache  # the second pass read its label sections from it
-
-
 def test_unwanted_lines_are_skipped_unparsed() -> None:
     text = 'wanted 1\nbroken{ this is not a sample\nwanted{a="x"} 2\n'
     assert ours(text, {"wanted"}) == sorted(
