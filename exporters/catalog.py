@@ -286,10 +286,17 @@ class VLLM:
         0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
         120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
     )  # fmt: skip
-    # --custom-histogram-buckets family keys.
+    # --custom-histogram-buckets family keys, and the phases whose histograms use each.
     FAMILY_TTFT = "time_to_first_token"
     FAMILY_ITL = "inter_token_latency"
     FAMILY_REQUEST_LATENCY = "request_latency"
+    FAMILY_PHASES = MappingProxyType(
+        {
+            FAMILY_TTFT: ("ttft",),
+            FAMILY_ITL: ("itl", "tpot"),
+            FAMILY_REQUEST_LATENCY: ("queue", "prefill", "decode", "e2e"),
+        }
+    )
 
 
 class VLLMLegacy:

@@ -15,6 +15,9 @@ import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from exporters import catalog
+from slo.model import LatencySLI, Spec
+
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 HEADROOM = 4.0  # coverage reaches this many times p99: where an incident takes it
 CANDIDATE_STEPS = (-12, -8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8, 12)  # in standard errors
@@ -212,3 +215,22 @@ def _round(value: float) -> float:
         return 0.0
     digits = SIGNIFICANT - 1 - math.floor(math.log10(value))
     return round(value, digits)
+
+
+def vllm_families(spec: Spec) -> dict[str, list[float]]:
+    """vLLM's --custom-histogram-buckets for a spec: per bucket family, the bounds of its
+    phases (the spec's or the tuned defaults) and every latency threshold on them.
+
+    vLLM shares one family between several phases (request_latency covers queue,
+    prefill, decode and e2e), so a family gets the union of its phases' bounds.
+    """
+    families: dict[str, list[float]] = {}
+    for family, phases in catalog.VLLM.FAMILY_PHASES.items():
+        bounds = {b for phase in phases for b in spec.buckets_for(phase)}
+        bounds |= {
+            float(slo.sli.threshold)
+            for slo in spec.slos
+            if isinstance(slo.sli, LatencySLI) and slo.sli.phase in phases
+        }
+        families[family] = sorted(bounds)
+    return families

@@ -1,13 +1,18 @@
-"""`llm-slo`: validate SLO files and generate rules (and their promtool tests) from them."""
+"""`llm-slo`: validate SLO files, generate rules (and their promtool tests) from them, and
+fit histogram buckets to latencies."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import math
 import sys
 from pathlib import Path
 
+from exporters import catalog
 from rules import testgen, writer
-from slo import output, spec
+from slo import buckets, duration, output, spec
 from slo.model import Spec
 
 EXIT_INVALID = 1
@@ -76,6 +81,76 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(data: object) -> None:
+    print(json.dumps(data, separators=(",", ":"), sort_keys=True))
+
+
+def _seconds(text: str) -> float:
+    """A latency in seconds: a plain number, or a duration such as 500ms."""
+    try:
+        return float(text)
+    except ValueError:
+        parsed = duration.parse(text)
+        if parsed is None:
+            raise argparse.ArgumentTypeError(
+                f"expected seconds or a duration such as 500ms, found {text!r}"
+            ) from None
+        return float(parsed)
+
+
+def _bound_list(text: str) -> list[float]:
+    try:
+        bounds = json.loads(text)
+    except json.JSONDecodeError:
+        bounds = None
+    if (
+        not isinstance(bounds, list)
+        or not bounds
+        or not all(
+            isinstance(b, int | float) and not isinstance(b, bool) and 0 < b < math.inf
+            for b in bounds
+        )
+        or any(a >= b for a, b in itertools.pairwise(bounds))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON list of increasing positive bounds like [0.1, 0.5, 2], found {text!r}"
+        )
+    return [float(b) for b in bounds]
+
+
+def buckets_fit(args: argparse.Namespace) -> int:
+    try:
+        samples = buckets.read_samples(args.samples)
+        _print_json(buckets.fit(samples, args.max_buckets, args.include))
+    except (buckets.SamplesError, ValueError) as error:
+        print(f"llm-slo buckets fit: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
+
+
+def buckets_eval(args: argparse.Namespace) -> int:
+    try:
+        samples = buckets.read_samples(args.samples)
+    except buckets.SamplesError as error:
+        print(f"llm-slo buckets eval: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    _print_json(buckets.evaluate(samples, args.buckets))
+    return 0
+
+
+def buckets_defaults(_: argparse.Namespace) -> int:
+    _print_json({phase: list(metric.buckets) for phase, metric in catalog.PHASES.items()})
+    return 0
+
+
+def vllm_args(args: argparse.Namespace) -> int:
+    specs = _load_all([args.spec])
+    if specs is None:
+        return EXIT_INVALID
+    _print_json(buckets.vllm_families(specs[0]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="llm-slo", description="SLO files -> Prometheus rules, alerts and their tests."
@@ -88,6 +163,37 @@ def main(argv: list[str] | None = None) -> int:
     generator.add_argument("specs", nargs="+", metavar="SPEC")
     generator.add_argument("--rules-dir", default="rules/generated", metavar="DIR")
     generator.set_defaults(run=generate)
+
+    fitting = commands.add_parser("buckets", help="fit, evaluate or list histogram buckets")
+    kinds = fitting.add_subparsers(dest="buckets_command", required=True)
+    fit = kinds.add_parser("fit", help="bounds that minimise the quantile error on samples (JSON)")
+    fit.add_argument(
+        "--samples", required=True, metavar="FILE", help="one latency in seconds per line"
+    )
+    fit.add_argument("--max-buckets", type=int, required=True, metavar="N")
+    fit.add_argument(
+        "--include",
+        type=lambda text: [_seconds(part) for part in text.split(",") if part],
+        default=[],
+        metavar="0.5,2",
+        help="bounds that must be in the answer (your SLO thresholds)",
+    )
+    fit.set_defaults(run=buckets_fit)
+    evaluation = kinds.add_parser(
+        "eval", help="exact and estimated p50/p90/p95/p99 for bounds (JSON)"
+    )
+    evaluation.add_argument("--samples", required=True, metavar="FILE")
+    evaluation.add_argument("--buckets", type=_bound_list, required=True, metavar="'[0.1, 0.5, 2]'")
+    evaluation.set_defaults(run=buckets_eval)
+    kinds.add_parser("defaults", help="the tuned default bounds per phase (JSON)").set_defaults(
+        run=buckets_defaults
+    )
+
+    vllm = commands.add_parser(
+        "vllm-args", help="vLLM's --custom-histogram-buckets JSON for a spec"
+    )
+    vllm.add_argument("spec", metavar="SPEC")
+    vllm.set_defaults(run=vllm_args)
     args = parser.parse_args(argv)
     return args.run(args)
 

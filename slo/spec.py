@@ -442,9 +442,9 @@ class _Checker:
             f"a bound of the {phase} histogram's buckets (nearest: {nearest}), since a latency "
             "SLI only counts requests exactly at a bucket bound",
             raw,
-            f"fix: use {nearest.replace(' and ', ' or ')} seconds, or add {_fmt(threshold)} to the "
-            f"server's {phase} buckets (vLLM: --custom-histogram-buckets) and to buckets.{phase} "
-            "in this file",
+            f"fix: use {nearest.replace(' and ', ' or ')} seconds, or add {_fmt(threshold)} to "
+            f"buckets.{phase} in this file and start vLLM with --custom-histogram-buckets "
+            f'"$(llm-slo vllm-args {self.source})"',
         )
 
     def sli_ratio(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
