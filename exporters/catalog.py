@@ -170,6 +170,13 @@ KV_CACHE_USAGE = Metric(
     "Fraction of the KV cache in use, 0 to 1.", (MODEL,),
 )  # fmt: skip
 
+REQUESTS_GOODPUT = Metric(
+    "llm_requests_goodput_total", COUNTER, "requests",
+    "Successful requests that met both their TTFT and their TPOT targets (DistServe's "
+    "goodput), counted where each request is seen whole.",
+    (MODEL,),
+)  # fmt: skip
+
 # The latency phases, by the names SLO files use for them.
 PHASES: MappingProxyType[str, Metric] = MappingProxyType(
     {

@@ -32,6 +32,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporters import backends, catalog, serving, textformat
 from exporters.backends import Backend
+from exporters.cardinality import LabelCap
 
 ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
 MAX_BYTES = 64 * 1024 * 1024
@@ -97,14 +98,13 @@ class SidecarCollector:
         self.url = metrics_url(target)
         self.backend = None if backend == "auto" else backends.BACKENDS[backend]
         self.timeout = timeout
-        self.max_models = max_models
         self.model = model
         self.keep_engine = keep_engine
         self.pool = urllib3.PoolManager(maxsize=4)
         self._lock = threading.Lock()
         self._slots: dict[str, dict[str, _Slot]] = {name: {} for name in backends.BACKENDS}
         self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
-        self._models: set[str] = set()
+        self._models = LabelCap(max_models)
         self._overflow = 0.0
         # Per backend: sample name -> (rule, part, catalog name, is a histogram).
         self._plans = {
@@ -237,7 +237,7 @@ class SidecarCollector:
         upstream = (
             labels.get(backend.model_label, self.model) if backend.model_label else self.model
         )
-        model = self._admit(upstream)
+        model = self._models.admit(upstream)
         key: tuple[str, ...] = (model, *(labels.get(n, "") for n in backend.dropped_labels)) if (
             self.keep_engine
         ) else (model,)  # fmt: skip
@@ -255,19 +255,6 @@ class SidecarCollector:
         folded = upstream if model == catalog.OVERFLOW_VALUE else ""
         slot = _Slot((target, key), rule.kind, part, le, rule.scale, is_histogram, folded)
         return slot, value
-
-    def _admit(self, model: str) -> str:
-        """The model label value, or the overflow value once `max_models` others are known.
-
-        A value keeps its place once admitted, so series do not flip between scrapes.
-        """
-        with self._lock:
-            if model in self._models:
-                return model
-            if len(self._models) < self.max_models:
-                self._models.add(model)
-                return model
-        return catalog.OVERFLOW_VALUE
 
     def _label_names(self, metric: catalog.Metric) -> list[str]:
         names = [catalog.MODEL]

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import propagate, trace
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,9 +29,19 @@ from starlette.routing import Route
 from simulator.faults import Faults
 from simulator.latency import LatencyModel, Profile
 from simulator.metrics import CURRENT, FLAVORS, VLLMMetrics, parse_custom_buckets
+from tracing import provider
 
 GARBAGE = b'<html>502 Bad Gateway</html>\nvllm:num_requests_running{model_name="x" 1\n\x00\xff'
 CHAT_TEMPLATE_TOKENS = 4  # role markers a chat template adds per message
+LLM_REQUEST_SPAN = "llm_request"  # vLLM's span name
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What vLLM's span takes from a request: its trace headers and parameters."""
+
+    headers: dict[str, str]
+    attributes: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,9 @@ class EngineFailure(Exception):
 class Engine:
     """Admission, the latency model and vLLM's metrics for one served model."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tracer: trace.Tracer | None = None) -> None:
         self.config = config
+        self.tracer = tracer
         self.running = 0
         self.waiting = 0
         self.faults = Faults()
@@ -90,11 +103,16 @@ class Engine:
             raise EngineFailure
 
     async def generate(
-        self, prompt_tokens: int, output_tokens: int, finish: str
+        self,
+        prompt_tokens: int,
+        output_tokens: int,
+        finish: str,
+        request: RequestInfo | None = None,
     ) -> AsyncIterator[int]:
-        """Yield token indexes at the model's pace; record vLLM's metrics as vLLM does."""
+        """Yield token indexes at the model's pace; record vLLM's metrics and span as vLLM does."""
         m = self.metrics
         arrival = time.monotonic()
+        arrival_ns = time.time_ns()
         self.waiting += 1
         try:
             await self.slots.acquire()
@@ -137,6 +155,27 @@ class Engine:
         if m.tpot is not None and generated > 1:
             m.tpot.observe((last - first) / (generated - 1))
         m.finished(finish)
+        if self.tracer is not None and request is not None:
+            self._span(request, arrival_ns, {
+                "gen_ai.latency.time_to_first_token": first - arrival,
+                "gen_ai.latency.e2e": last - arrival,
+                "gen_ai.latency.time_in_queue": admitted - arrival,
+                "gen_ai.latency.time_in_model_prefill": first - admitted,
+                "gen_ai.latency.time_in_model_decode": last - first,
+                "gen_ai.latency.time_in_model_inference": last - admitted,
+                "gen_ai.usage.prompt_tokens": prompt_tokens,
+                "gen_ai.usage.completion_tokens": generated,
+            })  # fmt: skip
+
+    def _span(self, request: RequestInfo, start_ns: int, attributes: dict[str, Any]) -> None:
+        """vLLM's one span per request: `llm_request`, SERVER, child of the caller's span."""
+        assert self.tracer is not None
+        parent = propagate.extract(request.headers)
+        span = self.tracer.start_span(
+            LLM_REQUEST_SPAN, context=parent, kind=trace.SpanKind.SERVER, start_time=start_ns
+        )
+        span.set_attributes({**request.attributes, **attributes})
+        span.end()
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -154,8 +193,10 @@ def _count_tokens(body: dict[str, Any], chat: bool) -> int:
     return sum(len(str(p).split()) for p in prompts)
 
 
-def create_app(config: Config) -> Starlette:
-    engine = Engine(config)
+def create_app(config: Config, tracer_provider: trace.TracerProvider | None = None) -> Starlette:
+    """The simulator; with a tracer provider it also writes vLLM's `llm_request` spans."""
+    tracer = tracer_provider.get_tracer("vllm.simulator") if tracer_provider is not None else None
+    engine = Engine(config, tracer)
 
     async def completions(request: Request) -> Response:
         chat = request.url.path.endswith("/chat/completions")
@@ -182,7 +223,15 @@ def create_app(config: Config) -> Starlette:
         except EngineFailure:
             return _error(500, "InternalServerError", "simulated engine failure")
         reply = _Reply(chat, config.served_model_name, next(engine.ids), prompt_tokens)
-        tokens = engine.generate(prompt_tokens, output_tokens, finish)
+        params: dict[str, Any] = {
+            "gen_ai.request.id": reply.id,
+            "gen_ai.request.max_tokens": output_tokens,
+        }
+        for key in ("temperature", "top_p", "n"):
+            if isinstance(body.get(key), int | float) and not isinstance(body.get(key), bool):
+                params[f"gen_ai.request.{key}"] = body[key]
+        info = RequestInfo(dict(request.headers), params)
+        tokens = engine.generate(prompt_tokens, output_tokens, finish, info)
         if not body.get("stream"):
             count = 0
             async for _ in tokens:
@@ -334,6 +383,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--seed", type=int, default=Config.seed)
     parser.add_argument("--metrics-flavor", choices=FLAVORS, default=CURRENT)
     parser.add_argument("--custom-histogram-buckets", default="", metavar="JSON")
+    parser.add_argument(
+        "--otlp-traces-endpoint",
+        default="",
+        metavar="URL",
+        help="OTLP endpoint for llm_request spans; protocol as vLLM reads it: "
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, default grpc",
+    )
     defaults = Profile()
     parser.add_argument(
         "--prefill-overhead-ms", type=float, default=defaults.prefill_overhead * 1e3
@@ -371,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     args, config = parse_args(argv)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    tracer_provider = None
+    if args.otlp_traces_endpoint:
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", provider.GRPC)
+        tracer_provider = provider.configure("vllm", args.otlp_traces_endpoint, protocol)
+    app = create_app(config, tracer_provider)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if tracer_provider is not None:
+        tracer_provider.shutdown()
     return 0
 
 

@@ -1,0 +1,290 @@
+"""Tracing on the serving path, against a real OTLP receiver over loopback: the proxy in
+front of the simulator, spans and their parent/child links, the catalog histograms,
+goodput, aborts, a collector that is down; and the middleware inside a plain app."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import requests
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from exporters import catalog
+from exporters.catalog import VLLM
+from simulator.latency import Profile
+from simulator.server import LLM_REQUEST_SPAN, Config
+from simulator.server import create_app as simulator_app
+from slo import spec
+from tests import loopback, otlp
+from tests.conftest import ROOT
+from tests.test_sidecar import scrape, value
+from tracing import provider
+from tracing.middleware import FIRST_TOKEN_EVENT, OUTCOME_ATTRIBUTE, LLMTracingMiddleware, Targets
+from tracing.proxy import create_app as proxy_app
+
+MODEL = "trace-test"
+TOKENS = 6
+FAST = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.001, itl_jitter=0.0)
+PROMPT = "a secret prompt"
+
+
+@contextmanager
+def stack(
+    receiver_url: str, targets: Targets | None = None, profile: Profile = FAST
+) -> Iterator[tuple[str, str, CollectorRegistry, list[TracerProvider]]]:
+    """The simulator (writing llm_request spans) behind the proxy; both export over OTLP/HTTP."""
+    sim_tracing = provider.configure("vllm", receiver_url, provider.HTTP)
+    proxy_tracing = provider.configure("llm-trace-proxy", receiver_url, provider.HTTP)
+    registry = CollectorRegistry()
+    simulator = simulator_app(Config(served_model_name=MODEL, seed=5, profile=profile), sim_tracing)
+    with loopback.asgi(simulator) as upstream:
+        proxy = proxy_app(upstream, proxy_tracing, registry, targets)
+        with loopback.asgi(proxy) as front:  # type: ignore[arg-type]
+            yield front, upstream, registry, [proxy_tracing, sim_tracing]
+    for tracing in (proxy_tracing, sim_tracing):
+        tracing.shutdown()
+
+
+def chat(
+    base: str, stream: bool = True, headers: dict | None = None, **extra: object
+) -> requests.Response:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": TOKENS,
+        "stream": stream,
+        "stream_options": {"include_usage": True},
+        **extra,
+    }
+    answer = requests.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> None:
+    with otlp.receiver() as (url, got), stack(url) as (front, _, registry, tracings):
+        for index in range(4):
+            chat(front, stream=index % 2 == 0)
+        parent_trace, parent_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+        chat(front, headers={"traceparent": f"00-{parent_trace}-{parent_span}-01"})
+        metrics = scrape(f"{front}/metrics")
+        for tracing in tracings:
+            tracing.force_flush()
+        proxy_spans = got.wait_for(f"chat {MODEL}", 5)
+        server_spans = got.wait_for(LLM_REQUEST_SPAN, 5)
+    assert len(proxy_spans) == 5 and len(server_spans) == 5
+    by_id = {s.span_id: s for s in proxy_spans}
+    for server_span in server_spans:  # each vLLM-like span is the child of a proxy span
+        parent = by_id[server_span.parent_span_id]
+        assert parent.trace_id == server_span.trace_id
+        assert server_span.service == "vllm" and server_span.kind == OtlpSpan.SPAN_KIND_SERVER
+        assert server_span.attributes["gen_ai.usage.completion_tokens"] == TOKENS
+        assert server_span.attributes["gen_ai.latency.time_to_first_token"] > 0
+    # The client's own traceparent makes the proxy span its child.
+    (continued,) = [s for s in proxy_spans if s.trace_id == parent_trace]
+    assert continued.parent_span_id == parent_span
+    for span in proxy_spans:
+        a = span.attributes
+        assert span.service == "llm-trace-proxy" and span.kind == OtlpSpan.SPAN_KIND_SERVER
+        assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == MODEL
+        assert a["gen_ai.response.model"] == MODEL and a["gen_ai.request.max_tokens"] == TOKENS
+        assert a["gen_ai.usage.output_tokens"] == TOKENS and a["gen_ai.usage.input_tokens"] == 7
+        assert a["gen_ai.response.finish_reasons"] == ["length"]
+        assert 0 < a["gen_ai.latency.time_to_first_token"] <= a["gen_ai.latency.e2e"]
+        assert a[OUTCOME_ATTRIBUTE] == "success" and FIRST_TOKEN_EVENT in span.events
+        assert PROMPT not in json.dumps(a)  # no prompt text unless asked for
+    assert value(metrics, catalog.TIME_TO_FIRST_TOKEN.count, model=MODEL) == 5
+    assert value(metrics, catalog.E2E_REQUEST_LATENCY.count, model=MODEL) == 5
+    assert value(metrics, catalog.TIME_PER_OUTPUT_TOKEN.count, model=MODEL) == 5
+    assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="success") == 5
+    # Gaps between chunks: 3 streamed requests x 5 gaps; the 2 whole answers have none.
+    assert value(metrics, catalog.INTER_TOKEN_LATENCY.count, model=MODEL) == 3 * (TOKENS - 1)
+
+
+def test_goodput_counts_the_requests_that_met_both_targets() -> None:
+    targets = Targets(ttft=1.0, tpot=0.05)  # the fast requests take ~3 ms and ~1 ms a token
+    with otlp.receiver() as (url, _), stack(url, targets) as (front, upstream, registry, _):
+        for _ in range(3):
+            chat(front)
+        # 100x slower tokens (~100 ms each): TTFT still met, TPOT not.
+        requests.post(f"{upstream}/admin/faults", json={"latency_multiplier": 100}, timeout=5)
+        for _ in range(2):
+            chat(front, max_tokens=3)
+        metrics = scrape(f"{front}/metrics")
+    assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="success") == 5
+    assert value(metrics, catalog.REQUESTS_GOODPUT.name, model=MODEL) == 3
+
+
+def test_targets_come_from_the_slo_file() -> None:
+    targets = Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml"))
+    assert targets == Targets(ttft=2.0, tpot=0.2)  # no tpot SLO there: the itl threshold
+    assert targets.met(1.9, 0.19) and not targets.met(2.1, 0.1) and not targets.met(1.0, 0.3)
+
+
+def test_a_client_that_goes_away_ends_the_span_aborted_and_cancels_upstream() -> None:
+    slow = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.03, itl_jitter=0.0)
+    with otlp.receiver() as (url, got), stack(url, profile=slow) as (front, upstream, _, tracings):
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 200,
+            "stream": True,
+        }
+        with requests.post(
+            f"{front}/v1/chat/completions", json=body, stream=True, timeout=30
+        ) as answer:
+            assert any(b"tok0" in line for line in answer.iter_lines())  # then hang up
+        # The simulator sees its request cancelled, well before its 200 tokens (6 s).
+        deadline = time.monotonic() + 5
+        abort = (
+            f"{VLLM.REQUEST_SUCCESS}_total",
+            frozenset({("model_name", MODEL), ("engine", "0"), ("finished_reason", "abort")}),
+        )
+        while scrape(f"{upstream}/metrics").get(abort, 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scrape(f"{upstream}/metrics").get(abort, 0) == 1
+        metrics = scrape(f"{front}/metrics")
+        tracings[0].force_flush()
+        (span,) = got.wait_for(f"chat {MODEL}", 1)
+    assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="aborted") == 1
+    assert (
+        span.attributes[OUTCOME_ATTRIBUTE] == "aborted"
+        and span.attributes["error.type"] == "aborted"
+    )
+
+
+def test_a_collector_that_is_down_never_delays_a_request() -> None:
+    dead = f"http://127.0.0.1:{loopback.free_port()}"
+    with stack(dead) as (front, _, registry, _):
+        chat(front)  # warm up connections
+        times = []
+        for _ in range(20):
+            start = time.monotonic()
+            chat(front)
+            times.append(time.monotonic() - start)
+        metrics = scrape(f"{front}/metrics")
+    assert max(times) < 0.5  # each takes ~10 ms; an export attempt would take 5 s
+    assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="success") == 21
+
+
+# The middleware inside a plain Starlette app, spans in memory.
+
+
+async def stream_app(request: Request) -> Response:
+    body = await request.json()
+    if body.get("model") == "boom":
+        raise RuntimeError("the app failed")
+    if body.get("model") == "busy":
+        return JSONResponse({"error": "overloaded"}, status_code=503)
+    if body.get("model") == "bad":
+        return JSONResponse({"error": "bad request"}, status_code=400)
+
+    async def events() -> Iterator[bytes]:  # type: ignore[misc]
+        yield b'data: {"id":"x1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}\n\n'
+        yield b"data: {not json}\n\n" if body.get("model") == "garbled" else b""
+        yield b'data: {"id":"x1","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}\n\n'
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture
+def plain() -> Iterator[tuple[str, InMemorySpanExporter, CollectorRegistry]]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    registry = CollectorRegistry()
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", stream_app, methods=["POST"]),
+            Route("/health", lambda r: Response("ok")),
+        ]
+    )
+    wrapped = LLMTracingMiddleware(
+        app, tracer_provider=tracer_provider, registry=registry, capture_content=True
+    )
+    with loopback.asgi(wrapped) as base:  # type: ignore[arg-type]
+        yield base, spans, registry
+
+
+def post(base: str, model: str) -> requests.Response:
+    return requests.post(
+        f"{base}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+
+
+def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple) -> None:
+    base, spans, registry = plain
+    assert post(base, "m").text.endswith("data: [DONE]\n\n")
+    assert post(base, "garbled").status_code == 200  # the middleware's parse failure stays its own
+    assert post(base, "busy").status_code == 503
+    assert post(base, "bad").status_code == 400
+    assert post(base, "boom").status_code == 500
+    assert requests.get(f"{base}/health", timeout=5).text == "ok"  # not an LLM endpoint: untouched
+    metrics = {
+        name: registry.get_sample_value(catalog.REQUESTS.name, {"model": model, "outcome": outcome})
+        for name, model, outcome in (
+            ("ok", "m", "success"),
+            ("busy", "busy", "rejected"),
+            ("boom", "boom", "error"),
+        )
+    }
+    assert metrics == {"ok": 2.0, "busy": 1.0, "boom": 1.0}  # m and garbled both answered model m
+    assert (
+        registry.get_sample_value(catalog.REQUESTS.name, {"model": "bad", "outcome": "error"})
+        is None
+    )  # 4xx: not counted
+    finished = {s.attributes["gen_ai.request.model"]: s for s in spans.get_finished_spans()}
+    assert set(finished) == {"m", "garbled", "busy", "bad", "boom"}
+    assert finished["m"].name == "chat m"
+    assert json.loads(finished["m"].attributes["gen_ai.output.messages"])[0]["content"] == "Hello"
+    assert "hi" in finished["m"].attributes["gen_ai.input.messages"]  # captured: asked for
+    assert finished["boom"].attributes["error.type"] == "RuntimeError"
+    assert finished["busy"].attributes["error.type"] == "503"
+    assert finished["bad"].attributes[OUTCOME_ATTRIBUTE] == "client_error"
+
+
+def test_exemplars_carry_the_trace_id(plain: tuple) -> None:
+    base, spans, registry = plain
+    post(base, "m")
+    (span,) = spans.get_finished_spans()
+    trace_id = format(span.context.trace_id, "032x")
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    text = generate_latest(registry).decode()
+    ttft_lines = [
+        line for line in text.splitlines() if line.startswith(catalog.TIME_TO_FIRST_TOKEN.bucket)
+    ]
+    assert any(f'trace_id="{trace_id}"' in line for line in ttft_lines)
+
+
+def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    configured = provider.configure()
+    processor = configured._active_span_processor._span_processors[0]  # the one we added
+    assert type(processor.span_exporter).__module__.endswith("grpc.trace_exporter")
+    assert configured.resource.attributes["service.name"] == "from-env"
+    assert not configured.get_tracer("t").start_span("x").get_span_context().trace_flags.sampled
+    with pytest.raises(ValueError, match="protocol"):
+        provider.configure(endpoint="http://x", protocol="carrier-pigeon")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert (
+        not provider.configure()._active_span_processor._span_processors
+    )  # no endpoint: no export

@@ -1,0 +1,360 @@
+"""ASGI middleware for OpenAI-compatible endpoints: what the client sees, per request.
+
+For POST /v1/chat/completions and /v1/completions it reads the request's model,
+`stream` and `max_tokens` from the body chunks the app reads anyway (no second read),
+follows the response (SSE chunk by chunk when streamed) and records:
+- a SERVER span per request after the OpenTelemetry GenAI conventions (`chat {model}`,
+  `gen_ai.*` attributes, an event at the first token, outcome and `error.type`),
+  continuing an incoming `traceparent`;
+- time to first token, each inter-chunk gap, time per output token and end to end
+  into the catalog histograms (catalog buckets, exemplars carrying the trace id),
+  `llm_requests_total{outcome}`, and goodput: successful requests that met both their
+  TTFT and TPOT targets, which only a place that sees each request whole can count.
+Nothing the middleware does can break a request: its own failures are logged and
+dropped. Prompt and completion text reach the span only with `capture_content=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from exporters import catalog
+from exporters.cardinality import LabelCap
+from slo.model import LatencySLI, Spec
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
+FIRST_TOKEN_EVENT = "gen_ai.first_token"
+OUTCOME_ATTRIBUTE = "llm.request.outcome"
+DEFAULT_MAX_MODELS = 64
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per-request latency targets for goodput, in seconds (None: no target)."""
+
+    ttft: float | None = None
+    tpot: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> Targets:
+        """The SLO file's TTFT threshold, and its TPOT threshold (else its ITL one)."""
+        thresholds = {
+            slo.sli.phase: float(slo.sli.threshold)
+            for slo in spec.slos
+            if isinstance(slo.sli, LatencySLI)
+        }
+        return cls(thresholds.get("ttft"), thresholds.get("tpot", thresholds.get("itl")))
+
+    def met(self, ttft: float | None, tpot: float | None) -> bool:
+        ttft_ok = self.ttft is None or (ttft is not None and ttft <= self.ttft)
+        tpot_ok = self.tpot is None or tpot is None or tpot <= self.tpot  # one token: no TPOT
+        return ttft_ok and tpot_ok
+
+
+class RequestMetrics:
+    """The catalog histograms and counters the middleware owns, in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def histogram(metric: catalog.Metric) -> Histogram:
+            return Histogram(
+                metric.name, metric.help, metric.labels, buckets=metric.buckets, registry=registry
+            )
+
+        def counter(metric: catalog.Metric) -> Counter:
+            return Counter(metric.name, metric.help, metric.labels, registry=registry)
+
+        self.ttft = histogram(catalog.TIME_TO_FIRST_TOKEN)
+        self.itl = histogram(catalog.INTER_TOKEN_LATENCY)
+        self.tpot = histogram(catalog.TIME_PER_OUTPUT_TOKEN)
+        self.e2e = histogram(catalog.E2E_REQUEST_LATENCY)
+        self.requests = counter(catalog.REQUESTS)
+        self.goodput = counter(catalog.REQUESTS_GOODPUT)
+
+
+@dataclass
+class _Exchange:
+    """What one request and its response have shown so far."""
+
+    operation: str
+    start: float
+    body: list[bytes] = field(default_factory=list)
+    status: int = 0
+    streamed: bool = False
+    complete: bool = False
+    disconnected: bool = False
+    failed: str = ""
+    buffer: bytes = b""
+    response: list[bytes] = field(default_factory=list)
+    first_token: float | None = None
+    last_token: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    chunks: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    response_id: str = ""
+    response_model: str = ""
+    finish_reasons: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+
+    def request(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(b"".join(self.body) or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+
+class LLMTracingMiddleware:
+    """Wrap an ASGI app serving OpenAI-compatible endpoints (FastAPI, Starlette, a proxy)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        registry: CollectorRegistry | None = None,
+        targets: Targets | None = None,
+        capture_content: bool = False,
+        provider_name: str = "vllm",
+        max_models: int = DEFAULT_MAX_MODELS,
+    ) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.metrics = RequestMetrics(REGISTRY if registry is None else registry)
+        self.targets = targets or Targets()
+        self.capture_content = capture_content
+        self.provider_name = provider_name
+        self.models = LabelCap(max_models)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        operation = OPERATIONS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if operation is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(operation, time.perf_counter())
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        parent = propagate.extract(headers)
+        span = self.tracer.start_span(operation, context=parent, kind=SpanKind.SERVER)
+
+        async def observed_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.body.append(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                exchange.disconnected = True
+            return message
+
+        async def observed_send(message: Message) -> None:
+            self._guard(self._on_send, exchange, message)
+            try:
+                await send(message)
+            except OSError:
+                exchange.disconnected = True
+                raise
+
+        token = context.attach(trace.set_span_in_context(span, parent))
+        try:
+            await self.app(scope, observed_receive, observed_send)
+        except BaseException as error:
+            exchange.failed = type(error).__name__
+            raise
+        finally:
+            context.detach(token)
+            self._guard(self._finish, exchange, span, scope)
+
+    @staticmethod
+    def _guard(step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:  # the middleware must never break the request it observes
+            log.exception("llm tracing middleware: %s failed", step.__name__)
+
+    def _on_send(self, exchange: _Exchange, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            exchange.streamed = content_type.startswith(b"text/event-stream")
+        elif message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if exchange.streamed:
+                self._read_events(exchange, body)
+            else:
+                exchange.response.append(body)
+                if not message.get("more_body", False):
+                    exchange.complete = True
+                    if body or exchange.response:
+                        now = time.perf_counter()
+                        exchange.first_token = exchange.last_token = now
+                        self._read_choice_data(
+                            exchange, json.loads(b"".join(exchange.response) or b"{}")
+                        )
+
+    def _read_events(self, exchange: _Exchange, body: bytes) -> None:
+        data = exchange.buffer + body if exchange.buffer else body
+        while (end := data.find(b"\n\n")) != -1:
+            event, data = data[:end], data[end + 2 :]
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    exchange.complete = True
+                elif payload:
+                    self._read_chunk(exchange, json.loads(payload))
+        exchange.buffer = data
+
+    def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if "delta" in choice else choice.get("text")
+            if text:
+                if exchange.first_token is None:
+                    exchange.first_token = now
+                else:
+                    exchange.gaps.append(now - exchange.last_token)  # type: ignore[operator]
+                exchange.last_token = now
+                exchange.chunks += 1
+                if self.capture_content:
+                    exchange.text.append(text)
+            if choice.get("finish_reason"):
+                exchange.finish_reasons.append(choice["finish_reason"])
+                exchange.complete = True
+        self._read_choice_data(exchange, chunk, choices=False)
+
+    def _read_choice_data(
+        self, exchange: _Exchange, data: dict[str, Any], choices: bool = True
+    ) -> None:
+        exchange.response_id = exchange.response_id or str(data.get("id", ""))
+        exchange.response_model = exchange.response_model or str(data.get("model", ""))
+        if isinstance(data.get("usage"), dict):
+            exchange.usage = data["usage"]
+        if choices:
+            for choice in data.get("choices") or []:
+                if choice.get("finish_reason"):
+                    exchange.finish_reasons.append(choice["finish_reason"])
+                if self.capture_content:
+                    message = choice.get("message") or {}
+                    exchange.text.append(message.get("content") or choice.get("text") or "")
+
+    def _outcome(self, exchange: _Exchange) -> str | None:
+        if exchange.disconnected and not exchange.complete:
+            return catalog.OUTCOME_ABORTED
+        if exchange.failed or (exchange.status >= 500 and exchange.status != 503):
+            return catalog.OUTCOME_ERROR
+        if exchange.status in (429, 503):
+            return catalog.OUTCOME_REJECTED
+        if exchange.status >= 400:
+            return None  # the client's mistake: not the server's availability
+        return catalog.OUTCOME_SUCCESS if exchange.complete else catalog.OUTCOME_ERROR
+
+    def _finish(self, exchange: _Exchange, span: trace.Span, scope: Scope) -> None:
+        end = time.perf_counter()
+        request = exchange.request()
+        model = str(request.get("model") or exchange.response_model or "unknown")
+        label = self.models.admit(exchange.response_model or model)
+        outcome = self._outcome(exchange)
+        ttft = None if exchange.first_token is None else exchange.first_token - exchange.start
+        tokens = exchange.usage.get("completion_tokens") or exchange.chunks
+        decode = (exchange.last_token or 0) - (exchange.first_token or 0)
+        tpot = decode / (tokens - 1) if tokens > 1 and exchange.first_token is not None else None
+        context_ = span.get_span_context()
+        exemplar = (
+            {"trace_id": format(context_.trace_id, "032x")}
+            if context_.trace_flags.sampled
+            else None
+        )
+        m = self.metrics
+        if ttft is not None:
+            m.ttft.labels(label).observe(ttft, exemplar)
+        for gap in exchange.gaps:
+            m.itl.labels(label).observe(gap, exemplar)
+        if outcome == catalog.OUTCOME_SUCCESS:
+            m.e2e.labels(label).observe(end - exchange.start, exemplar)
+            if tpot is not None:
+                m.tpot.labels(label).observe(tpot, exemplar)
+            if self.targets.met(ttft, tpot):
+                m.goodput.labels(label).inc()
+        if outcome is not None:
+            m.requests.labels(label, outcome).inc()
+        self._annotate(span, exchange, request, model, outcome, ttft, tpot, end, scope)
+        span.end()
+
+    def _annotate(
+        self,
+        span: trace.Span,
+        exchange: _Exchange,
+        request: dict[str, Any],
+        model: str,
+        outcome: str | None,
+        ttft: float | None,
+        tpot: float | None,
+        end: float,
+        scope: Scope,
+    ) -> None:
+        span.update_name(f"{exchange.operation} {model}")
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": exchange.operation,
+            "gen_ai.provider.name": self.provider_name,
+            "gen_ai.request.model": model,
+            "gen_ai.request.stream": bool(request.get("stream")),
+            "gen_ai.latency.e2e": end - exchange.start,
+            "http.response.status_code": exchange.status,
+            OUTCOME_ATTRIBUTE: outcome or "client_error",
+        }
+        for key in ("max_tokens", "temperature", "top_p"):
+            if isinstance(request.get(key), int | float) and not isinstance(request.get(key), bool):
+                attributes[f"gen_ai.request.{key}"] = request[key]
+        server = scope.get("server") or ()
+        if len(server) == 2:
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        if exchange.response_id:
+            attributes["gen_ai.response.id"] = exchange.response_id
+        if exchange.response_model:
+            attributes["gen_ai.response.model"] = exchange.response_model
+        if exchange.finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = exchange.finish_reasons
+        if "prompt_tokens" in exchange.usage:
+            attributes["gen_ai.usage.input_tokens"] = exchange.usage["prompt_tokens"]
+        output_tokens = exchange.usage.get("completion_tokens") or exchange.chunks
+        if output_tokens:
+            attributes["gen_ai.usage.output_tokens"] = output_tokens
+        if ttft is not None:
+            attributes["gen_ai.latency.time_to_first_token"] = ttft
+            span.add_event(FIRST_TOKEN_EVENT, timestamp=_ns_at(exchange.first_token))  # type: ignore[arg-type]
+        if tpot is not None:
+            attributes["gen_ai.latency.time_per_output_token"] = tpot
+        if self.capture_content:
+            prompt = request.get("messages", request.get("prompt"))
+            attributes["gen_ai.input.messages"] = json.dumps(prompt)
+            attributes["gen_ai.output.messages"] = json.dumps(
+                [{"role": "assistant", "content": "".join(exchange.text)}]
+            )
+        span.set_attributes(attributes)
+        if outcome in (catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED, catalog.OUTCOME_ABORTED):
+            kind = exchange.failed or (str(exchange.status) if exchange.status >= 400 else outcome)
+            span.set_attribute("error.type", kind)
+            if outcome == catalog.OUTCOME_ERROR:
+                span.set_status(Status(StatusCode.ERROR))
+        elif outcome is None:
+            span.set_attribute("error.type", str(exchange.status))
+
+
+def _ns_at(moment: float) -> int:
+    """A perf_counter() reading as wall-clock nanoseconds, for span event timestamps."""
+    return time.time_ns() - int((time.perf_counter() - moment) * 1e9)

@@ -1,0 +1,73 @@
+"""One call that sets up OpenTelemetry tracing to an OTLP endpoint.
+
+Arguments win; what is not given comes from the standard environment variables
+(OTEL_SERVICE_NAME, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT,
+OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL,
+OTEL_TRACES_SAMPLER_ARG, OTEL_BSP_*). Spans leave through a BatchSpanProcessor: a
+bounded queue drained by a background thread, so a collector that is down or slow costs
+the request path one enqueue (or one dropped span), never a wait.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+GRPC = "grpc"
+HTTP = "http/protobuf"
+PROTOCOLS = (GRPC, HTTP)
+EXPORT_TIMEOUT_SECONDS = 5
+
+
+def configure(
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    sampling_ratio: float | None = None,
+) -> TracerProvider:
+    """A TracerProvider that exports spans over OTLP; with no endpoint anywhere, none."""
+    env = os.environ.get
+    name = service_name or env("OTEL_SERVICE_NAME") or "llm-slo-stack"
+    ratio = (
+        sampling_ratio if sampling_ratio is not None else float(env("OTEL_TRACES_SAMPLER_ARG", "1"))
+    )
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"sampling ratio must be within 0..1, found {ratio}")
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: name}),
+        sampler=ParentBased(TraceIdRatioBased(ratio)),
+    )
+    target = (
+        endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    if target:
+        chosen = (
+            protocol
+            or env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or HTTP
+        )
+        provider.add_span_processor(BatchSpanProcessor(_exporter(target, chosen)))
+    return provider
+
+
+def _exporter(endpoint: str, protocol: str) -> SpanExporter:
+    if protocol == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        return Grpc(
+            endpoint=parts.netloc, insecure=parts.scheme != "https", timeout=EXPORT_TIMEOUT_SECONDS
+        )
+    if protocol == HTTP:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+        parts = urlsplit(endpoint)
+        url = endpoint if parts.path not in ("", "/") else endpoint.rstrip("/") + "/v1/traces"
+        return Http(endpoint=url, timeout=EXPORT_TIMEOUT_SECONDS)
+    raise ValueError(f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, found {protocol!r}")
