@@ -256,6 +256,7 @@ class VLLM:
     Labels `model_name` and `engine` (data-parallel rank); counters gain `_total`.
     """
 
+    SPAN = "llm_request"  # its one span per request (--otlp-traces-endpoint)
     LABEL_MODEL = "model_name"
     LABEL_ENGINE = "engine"
     LABEL_FINISHED = "finished_reason"

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from exporters.catalog import VLLM
 from simulator.faults import Faults
 from simulator.latency import LatencyModel, Profile
 from simulator.metrics import CURRENT, FLAVORS, VLLMMetrics, parse_custom_buckets
@@ -33,7 +34,6 @@ from tracing import provider
 
 GARBAGE = b'<html>502 Bad Gateway</html>\nvllm:num_requests_running{model_name="x" 1\n\x00\xff'
 CHAT_TEMPLATE_TOKENS = 4  # role markers a chat template adds per message
-LLM_REQUEST_SPAN = "llm_request"  # vLLM's span name
 
 
 @dataclass(frozen=True)
@@ -168,11 +168,11 @@ class Engine:
             })  # fmt: skip
 
     def _span(self, request: RequestInfo, start_ns: int, attributes: dict[str, Any]) -> None:
-        """vLLM's one span per request: `llm_request`, SERVER, child of the caller's span."""
+        """vLLM's one span per request: request, SERVER, child of the caller's span."""
         assert self.tracer is not None
         parent = propagate.extract(request.headers)
         span = self.tracer.start_span(
-            LLM_REQUEST_SPAN, context=parent, kind=trace.SpanKind.SERVER, start_time=start_ns
+            VLLM.SPAN, context=parent, kind=trace.SpanKind.SERVER, start_time=start_ns
         )
         span.set_attributes({**request.attributes, **attributes})
         span.end()
@@ -194,7 +194,7 @@ def _count_tokens(body: dict[str, Any], chat: bool) -> int:
 
 
 def create_app(config: Config, tracer_provider: trace.TracerProvider | None = None) -> Starlette:
-    """The simulator; with a tracer provider it also writes vLLM's `llm_request` spans."""
+    """The simulator; with a tracer provider it also writes vLLM's request spans."""
     tracer = tracer_provider.get_tracer("vllm.simulator") if tracer_provider is not None else None
     engine = Engine(config, tracer)
 
@@ -387,7 +387,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
         "--otlp-traces-endpoint",
         default="",
         metavar="URL",
-        help="OTLP endpoint for llm_request spans; protocol as vLLM reads it: "
+        help="OTLP endpoint for vLLM's request spans; protocol as vLLM reads it: "
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, default grpc",
     )
     defaults = Profile()

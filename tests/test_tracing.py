@@ -24,7 +24,7 @@ from starlette.routing import Route
 from exporters import catalog
 from exporters.catalog import VLLM
 from simulator.latency import Profile
-from simulator.server import LLM_REQUEST_SPAN, Config
+from simulator.server import Config
 from simulator.server import create_app as simulator_app
 from slo import spec
 from tests import loopback, otlp
@@ -44,7 +44,7 @@ PROMPT = "a secret prompt"
 def stack(
     receiver_url: str, targets: Targets | None = None, profile: Profile = FAST
 ) -> Iterator[tuple[str, str, CollectorRegistry, list[TracerProvider]]]:
-    """The simulator (writing llm_request spans) behind the proxy; both export over OTLP/HTTP."""
+    """The simulator (writing vLLM's request spans) behind the proxy; both export over OTLP/HTTP."""
     sim_tracing = provider.configure("vllm", receiver_url, provider.HTTP)
     proxy_tracing = provider.configure("llm-trace-proxy", receiver_url, provider.HTTP)
     registry = CollectorRegistry()
@@ -55,6 +55,19 @@ def stack(
             yield front, upstream, registry, [proxy_tracing, sim_tracing]
     for tracing in (proxy_tracing, sim_tracing):
         tracing.shutdown()
+
+
+def settled(base: str, name: str, expected: float, **labels: str) -> dict:
+    """The proxy's metrics once `name{labels}` reaches `expected` (within 5 s): a request
+    is counted just after its last byte reaches the client."""
+    deadline = time.monotonic() + 5
+    metrics = scrape(f"{base}/metrics")
+    while (
+        metrics.get((name, frozenset(labels.items()))) != expected and time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+        metrics = scrape(f"{base}/metrics")
+    return metrics
 
 
 def chat(
@@ -79,11 +92,11 @@ def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> Non
             chat(front, stream=index % 2 == 0)
         parent_trace, parent_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
         chat(front, headers={"traceparent": f"00-{parent_trace}-{parent_span}-01"})
-        metrics = scrape(f"{front}/metrics")
+        metrics = settled(front, catalog.REQUESTS.name, 5, model=MODEL, outcome="success")
         for tracing in tracings:
             tracing.force_flush()
         proxy_spans = got.wait_for(f"chat {MODEL}", 5)
-        server_spans = got.wait_for(LLM_REQUEST_SPAN, 5)
+        server_spans = got.wait_for(VLLM.SPAN, 5)
     assert len(proxy_spans) == 5 and len(server_spans) == 5
     by_id = {s.span_id: s for s in proxy_spans}
     for server_span in server_spans:  # each vLLM-like span is the child of a proxy span
@@ -122,7 +135,7 @@ def test_goodput_counts_the_requests_that_met_both_targets() -> None:
         requests.post(f"{upstream}/admin/faults", json={"latency_multiplier": 100}, timeout=5)
         for _ in range(2):
             chat(front, max_tokens=3)
-        metrics = scrape(f"{front}/metrics")
+        metrics = settled(front, catalog.REQUESTS.name, 5, model=MODEL, outcome="success")
     assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="success") == 5
     assert value(metrics, catalog.REQUESTS_GOODPUT.name, model=MODEL) == 3
 
@@ -155,7 +168,7 @@ def test_a_client_that_goes_away_ends_the_span_aborted_and_cancels_upstream() ->
         while scrape(f"{upstream}/metrics").get(abort, 0) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert scrape(f"{upstream}/metrics").get(abort, 0) == 1
-        metrics = scrape(f"{front}/metrics")
+        metrics = settled(front, catalog.REQUESTS.name, 1, model=MODEL, outcome="aborted")
         tracings[0].force_flush()
         (span,) = got.wait_for(f"chat {MODEL}", 1)
     assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="aborted") == 1
@@ -174,7 +187,7 @@ def test_a_collector_that_is_down_never_delays_a_request() -> None:
             start = time.monotonic()
             chat(front)
             times.append(time.monotonic() - start)
-        metrics = scrape(f"{front}/metrics")
+        metrics = settled(front, catalog.REQUESTS.name, 21, model=MODEL, outcome="success")
     assert max(times) < 0.5  # each takes ~10 ms; an export attempt would take 5 s
     assert value(metrics, catalog.REQUESTS.name, model=MODEL, outcome="success") == 21
 
@@ -219,6 +232,15 @@ def plain() -> Iterator[tuple[str, InMemorySpanExporter, CollectorRegistry]]:
         yield base, spans, registry
 
 
+def finished(spans: InMemorySpanExporter, count: int) -> list:
+    """The finished spans, once there are `count`: a span ends just after the last byte
+    reaches the client, so a test may ask a moment too early."""
+    deadline = time.monotonic() + 5
+    while len(spans.get_finished_spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(spans.get_finished_spans())
+
+
 def post(base: str, model: str) -> requests.Response:
     return requests.post(
         f"{base}/v1/chat/completions",
@@ -235,6 +257,7 @@ def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple) -> N
     assert post(base, "bad").status_code == 400
     assert post(base, "boom").status_code == 500
     assert requests.get(f"{base}/health", timeout=5).text == "ok"  # not an LLM endpoint: untouched
+    done = finished(spans, 5)
     metrics = {
         name: registry.get_sample_value(catalog.REQUESTS.name, {"model": model, "outcome": outcome})
         for name, model, outcome in (
@@ -248,20 +271,21 @@ def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple) -> N
         registry.get_sample_value(catalog.REQUESTS.name, {"model": "bad", "outcome": "error"})
         is None
     )  # 4xx: not counted
-    finished = {s.attributes["gen_ai.request.model"]: s for s in spans.get_finished_spans()}
-    assert set(finished) == {"m", "garbled", "busy", "bad", "boom"}
-    assert finished["m"].name == "chat m"
-    assert json.loads(finished["m"].attributes["gen_ai.output.messages"])[0]["content"] == "Hello"
-    assert "hi" in finished["m"].attributes["gen_ai.input.messages"]  # captured: asked for
-    assert finished["boom"].attributes["error.type"] == "RuntimeError"
-    assert finished["busy"].attributes["error.type"] == "503"
-    assert finished["bad"].attributes[OUTCOME_ATTRIBUTE] == "client_error"
+    finished_by_model = {s.attributes["gen_ai.request.model"]: s for s in done}
+    by_model = finished_by_model
+    assert set(by_model) == {"m", "garbled", "busy", "bad", "boom"}
+    assert by_model["m"].name == "chat m"
+    assert json.loads(by_model["m"].attributes["gen_ai.output.messages"])[0]["content"] == "Hello"
+    assert "hi" in by_model["m"].attributes["gen_ai.input.messages"]  # captured: asked for
+    assert by_model["boom"].attributes["error.type"] == "RuntimeError"
+    assert by_model["busy"].attributes["error.type"] == "503"
+    assert by_model["bad"].attributes[OUTCOME_ATTRIBUTE] == "client_error"
 
 
 def test_exemplars_carry_the_trace_id(plain: tuple) -> None:
     base, spans, registry = plain
     post(base, "m")
-    (span,) = spans.get_finished_spans()
+    (span,) = finished(spans, 1)
     trace_id = format(span.context.trace_id, "032x")
     from prometheus_client.openmetrics.exposition import generate_latest
 

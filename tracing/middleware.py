@@ -8,7 +8,7 @@ follows the response (SSE chunk by chunk when streamed) and records:
   continuing an incoming `traceparent`;
 - time to first token, each inter-chunk gap, time per output token and end to end
   into the catalog histograms (catalog buckets, exemplars carrying the trace id),
-  `llm_requests_total{outcome}`, and goodput: successful requests that met both their
+  the requests counter by outcome, and goodput: successful requests that met both their
   TTFT and TPOT targets, which only a place that sees each request whole can count.
 Nothing the middleware does can break a request: its own failures are logged and
 dropped. Prompt and completion text reach the span only with `capture_content=True`.

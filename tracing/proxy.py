@@ -1,6 +1,6 @@
 """`llm-trace-proxy`: a streaming reverse proxy in front of an OpenAI-compatible server,
 with the tracing middleware, forwarding `traceparent` so that the server's own span
-(vLLM's `llm_request`, with --otlp-traces-endpoint) becomes a child of the proxy's.
+(vLLM's request span, with --otlp-traces-endpoint) becomes a child of the proxy's.
 It serves its own /metrics."""
 
 from __future__ import annotations
