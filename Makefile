@@ -42,6 +42,7 @@ golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate
 bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their figures
 	$(BIN)/python -m bench.exporter
 	$(BIN)/python -m bench.buckets
+	$(BIN)/python -m bench.tracing
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \

@@ -57,7 +57,7 @@ def _value(value: AnyValue) -> Any:
 
 
 @contextmanager
-def receiver() -> Iterator[tuple[str, Receiver]]:
+def receiver(port: int = 0) -> Iterator[tuple[str, Receiver]]:
     """Yields the receiver's base URL (exporters post to /v1/traces) and what it got."""
     got = Receiver()
 
@@ -102,7 +102,7 @@ def receiver() -> Iterator[tuple[str, Receiver]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((HOST, 0), Handler)
+    server = ThreadingHTTPServer((HOST, port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -312,3 +312,42 @@ def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (
         not provider.configure()._active_span_processor._span_processors
     )  # no endpoint: no export
+
+
+def test_the_readme_fastapi_gateway(tmp_path: object) -> None:
+    """The README's snippet: the middleware added to a FastAPI app, metrics mounted."""
+    from fastapi import FastAPI
+    from prometheus_client import make_asgi_app
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    registry = CollectorRegistry()
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    async def completions(body: dict) -> dict:
+        return {
+            "id": "c1",
+            "model": body["model"],
+            "choices": [{"index": 0, "text": "hi", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    app.add_middleware(
+        LLMTracingMiddleware,
+        tracer_provider=tracer_provider,
+        registry=registry,
+        targets=Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml")),
+    )
+    app.mount("/metrics", make_asgi_app(registry))
+    with loopback.asgi(app) as base:
+        answer = requests.post(
+            f"{base}/v1/completions", json={"model": "gw", "prompt": "x"}, timeout=10
+        )
+        assert answer.json()["choices"][0]["text"] == "hi"
+        (span,) = finished(spans, 1)
+        text = requests.get(f"{base}/metrics/", timeout=10).text
+    assert span.name == "text_completion gw"
+    assert f'{catalog.REQUESTS_GOODPUT.name}{{model="gw"}} 1.0' in text

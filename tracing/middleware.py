@@ -160,7 +160,13 @@ class LLMTracingMiddleware:
             return message
 
         async def observed_send(message: Message) -> None:
-            self._guard(self._on_send, exchange, message)
+            if exchange.streamed and message["type"] == "http.response.body":
+                try:  # the per-chunk path: kept lean
+                    self._read_events(exchange, message.get("body", b""))
+                except Exception:
+                    log.exception("llm tracing middleware: reading a stream failed")
+            else:
+                self._guard(self._on_send, exchange, message)
             try:
                 await send(message)
             except OSError:
@@ -208,15 +214,46 @@ class LLMTracingMiddleware:
         data = exchange.buffer + body if exchange.buffer else body
         while (end := data.find(b"\n\n")) != -1:
             event, data = data[:end], data[end + 2 :]
-            for line in event.split(b"\n"):
+            lines = (event,) if b"\n" not in event else event.split(b"\n")
+            for line in lines:
                 if not line.startswith(b"data:"):
                     continue
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
                     exchange.complete = True
-                elif payload:
+                elif payload and not self._plain_token(exchange, payload):
                     self._read_chunk(exchange, json.loads(payload))
         exchange.buffer = data
+
+    def _plain_token(self, exchange: _Exchange, payload: bytes) -> bool:
+        """Count a chunk that only carries one choice's next token without parsing it.
+
+        Most of a stream is such chunks, and json.loads is most of the per-chunk cost.
+        Anything else (the first chunk, an empty delta, a finish reason, usage, several
+        choices, captured content) is parsed in full. Inside JSON strings quotes are
+        escaped, so these byte patterns cannot come from generated text.
+        """
+        if (
+            self.capture_content
+            or not exchange.response_model
+            or (b'"finish_reason": null' not in payload and b'"finish_reason":null' not in payload)
+            or b'"usage"' in payload
+            or payload.count(b'"index"') != 1
+            or b'"content": ""' in payload
+            or b'"content":""' in payload
+            or b'"text": ""' in payload
+            or b'"text":""' in payload
+            or (b'"content"' not in payload and b'"text"' not in payload)
+        ):
+            return False
+        now = time.perf_counter()
+        if exchange.first_token is None:
+            exchange.first_token = now
+        else:
+            exchange.gaps.append(now - exchange.last_token)  # type: ignore[operator]
+        exchange.last_token = now
+        exchange.chunks += 1
+        return True
 
     def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
         now = time.perf_counter()
