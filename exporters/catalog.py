@@ -359,3 +359,157 @@ class Triton:
     REQUEST_US = "nv_inference_request_duration_us"
     FIRST_RESPONSE_MS = "nv_inference_first_response_histogram_ms"
     PENDING = "nv_inference_pending_request_count"
+
+
+# GPUs (llm-gpu-exporter), from NVML or dcgm-exporter, in base units.
+GPU = "gpu"  # the index
+UUID = "uuid"
+GPU_NAME = "gpu_name"
+GPU_LABELS = (GPU, UUID, GPU_NAME)
+REASON = "reason"
+KIND = "kind"
+PID = "pid"
+XID = "xid"
+SOURCE = "source"
+
+
+def _gpu(name: str, kind: str, unit: str, doc: str, *extra: str) -> Metric:
+    return Metric(name, kind, unit, doc, (*GPU_LABELS, *extra))
+
+
+GPU_UP = _gpu(
+    "llm_gpu_up", GAUGE, "bool", "1 if the GPU answered this scrape, 0 if it is lost or failing."
+)
+GPU_UTILIZATION = _gpu(
+    "llm_gpu_utilization_ratio", GAUGE, "ratio",
+    "Share of time a kernel was running (not how busy the SMs were: see the SM active ratio).",
+)  # fmt: skip
+GPU_MEMORY_USED = _gpu("llm_gpu_memory_used_bytes", GAUGE, "bytes", "GPU memory in use.")
+GPU_MEMORY_TOTAL = _gpu("llm_gpu_memory_total_bytes", GAUGE, "bytes", "GPU memory in all.")
+GPU_POWER = _gpu("llm_gpu_power_watts", GAUGE, "watts", "Power draw.")
+GPU_POWER_LIMIT = _gpu("llm_gpu_power_limit_watts", GAUGE, "watts", "Enforced power limit.")
+GPU_ENERGY = _gpu(
+    "llm_gpu_energy_joules_total", COUNTER, "joules", "Energy used since the driver loaded."
+)
+GPU_TEMPERATURE = _gpu("llm_gpu_temperature_celsius", GAUGE, "celsius", "GPU core temperature.")
+GPU_SM_CLOCK = _gpu("llm_gpu_sm_clock_hertz", GAUGE, "hertz", "SM clock.")
+GPU_MEMORY_CLOCK = _gpu("llm_gpu_memory_clock_hertz", GAUGE, "hertz", "Memory clock.")
+GPU_CLOCKS_EVENT = _gpu(
+    "llm_gpu_clocks_event_active", GAUGE, "bool",
+    "1 while clocks are held down for this reason (throttling), else 0.", REASON,
+)  # fmt: skip
+GPU_ECC_ERRORS = _gpu(
+    "llm_gpu_ecc_errors_total",
+    COUNTER,
+    "errors",
+    "ECC memory errors by kind (corrected, uncorrected).",
+    KIND,
+)
+GPU_REMAPPED_ROWS = _gpu(
+    "llm_gpu_remapped_rows_total",
+    COUNTER,
+    "rows",
+    "Memory rows remapped by kind (correctable, uncorrectable).",
+    KIND,
+)
+GPU_PCIE_REPLAYS = _gpu(
+    "llm_gpu_pcie_replays_total", COUNTER, "replays", "PCIe replays (link errors)."
+)
+GPU_PROCESS_MEMORY = _gpu(
+    "llm_gpu_process_memory_used_bytes", GAUGE, "bytes",
+    "GPU memory of the processes using the most (top N per GPU).", PID,
+)  # fmt: skip
+GPU_XID_ERRORS = _gpu(
+    "llm_gpu_xid_errors_total", COUNTER, "errors", "Critical XID errors by code.", XID
+)
+GPU_SM_ACTIVE = _gpu(
+    "llm_gpu_sm_active_ratio",
+    GAUGE,
+    "ratio",
+    "Share of SM time with a warp resident (DCGM profiling).",
+)
+GPU_TENSOR_ACTIVE = _gpu(
+    "llm_gpu_tensor_active_ratio",
+    GAUGE,
+    "ratio",
+    "Share of cycles the tensor pipes were busy (DCGM profiling).",
+)
+GPU_DRAM_ACTIVE = _gpu(
+    "llm_gpu_dram_active_ratio",
+    GAUGE,
+    "ratio",
+    "Share of cycles device memory was busy (DCGM profiling).",
+)
+GPU_ENGINE_ACTIVE = _gpu(
+    "llm_gpu_graphics_engine_active_ratio",
+    GAUGE,
+    "ratio",
+    "Share of time the graphics engine was busy (DCGM).",
+)
+GPU_EXPORTER_SOURCE_UP = Metric(
+    "llm_gpu_exporter_source_up", GAUGE, "bool",
+    "1 if the GPU source (nvml or dcgm) answered this scrape, else 0.", (SOURCE,),
+)  # fmt: skip
+GPU_EXPORTER_ERRORS = Metric(
+    "llm_gpu_exporter_errors_total", COUNTER, "errors",
+    "Failed reads by reason: no_driver, gpu_lost, nvml (another NVML error), timeout, "
+    "refused, dropped, http_status, bad_payload.",
+    (REASON,),
+)  # fmt: skip
+GPU_METRICS = (
+    GPU_UP, GPU_UTILIZATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_POWER, GPU_POWER_LIMIT,
+    GPU_ENERGY, GPU_TEMPERATURE, GPU_SM_CLOCK, GPU_MEMORY_CLOCK, GPU_CLOCKS_EVENT,
+    GPU_ECC_ERRORS, GPU_REMAPPED_ROWS, GPU_PCIE_REPLAYS, GPU_PROCESS_MEMORY, GPU_XID_ERRORS,
+    GPU_SM_ACTIVE, GPU_TENSOR_ACTIVE, GPU_DRAM_ACTIVE, GPU_ENGINE_ACTIVE,
+)  # fmt: skip
+# NVML's clocks-event reason bits (nvmlClocksEventReason*), by the names we label them.
+GPU_CLOCK_EVENT_REASONS = MappingProxyType(
+    {
+        0x1: "gpu_idle",
+        0x2: "applications_clocks_setting",
+        0x4: "sw_power_cap",
+        0x8: "hw_slowdown",
+        0x10: "sync_boost",
+        0x20: "sw_thermal_slowdown",
+        0x40: "hw_thermal_slowdown",
+        0x80: "hw_power_brake_slowdown",
+        0x100: "display_clock_setting",
+    }
+)
+
+
+class DCGM:
+    """dcgm-exporter's field names (../shared/reference/gpus.md) and labels."""
+
+    GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"  # percent
+    FB_USED = "DCGM_FI_DEV_FB_USED"  # MiB
+    FB_FREE = "DCGM_FI_DEV_FB_FREE"  # MiB
+    FB_RESERVED = "DCGM_FI_DEV_FB_RESERVED"  # MiB
+    POWER = "DCGM_FI_DEV_POWER_USAGE"  # W
+    POWER_LIMIT = "DCGM_FI_DEV_POWER_MGMT_LIMIT"  # W
+    ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"  # mJ, counter
+    TEMPERATURE = "DCGM_FI_DEV_GPU_TEMP"  # Celsius
+    SM_CLOCK = "DCGM_FI_DEV_SM_CLOCK"  # MHz
+    MEM_CLOCK = "DCGM_FI_DEV_MEM_CLOCK"  # MHz
+    PCIE_REPLAYS = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+    XID = "DCGM_FI_DEV_XID_ERRORS"  # gauge: the last XID code seen
+    CORRECTABLE_ROWS = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
+    UNCORRECTABLE_ROWS = "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"
+    ECC_CORRECTED = "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL"
+    ECC_UNCORRECTED = "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL"
+    CLOCKS_EVENT = "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"  # bit mask, as NVML's
+    CLOCKS_THROTTLE = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"  # its older name
+    SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"  # ratio
+    TENSOR_ACTIVE = "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
+    DRAM_ACTIVE = "DCGM_FI_PROF_DRAM_ACTIVE"
+    ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
+    LABEL_GPU = "gpu"
+    LABEL_UUID = "UUID"
+    LABEL_MODEL = "modelName"
+    # dcgm-exporter label -> ours, passed through so GPU series join serving series.
+    PASSTHROUGH = MappingProxyType(
+        {
+            "Hostname": "hostname", "hostname": "hostname", "pod": "pod", "namespace": "namespace",
+            "container": "container", "GPU_I_PROFILE": "mig_profile", "GPU_I_ID": "mig_instance",
+        }
+    )  # fmt: skip

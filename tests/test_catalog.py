@@ -14,10 +14,18 @@ from tests.conftest import ROOT
 UNIT_SUFFIX = {"seconds": "_seconds", "ratio": "_ratio"}
 
 
-@pytest.mark.parametrize("metric", catalog.METRICS + catalog.EXPORTER_METRICS, ids=lambda m: m.name)
+ALL = catalog.METRICS + catalog.EXPORTER_METRICS + catalog.GPU_METRICS
+UNITS = {"seconds": "_seconds", "ratio": "_ratio", "bytes": "_bytes", "watts": "_watts", "hertz": "_hertz",
+         "celsius": "_celsius", "joules": "_joules_total"}  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", ALL, ids=lambda m: m.name)
 def test_names_follow_prometheus_conventions(metric: catalog.Metric) -> None:
     assert re.fullmatch(r"llm_[a-z0-9_]+", metric.name)
     assert (catalog.MODEL in metric.labels) == (metric in catalog.METRICS)
+    assert (metric.labels[:3] == catalog.GPU_LABELS) == (metric in catalog.GPU_METRICS)
+    if metric.unit in UNITS:
+        assert metric.name.endswith(UNITS[metric.unit])
     if metric.kind == catalog.COUNTER:
         assert metric.name.endswith("_total")
     else:
@@ -52,9 +60,11 @@ NAME = re.compile(r"\b(llm_[a-z0-9_]+|slo:[a-z_]+:[a-z0-9_{}]+|LLM[A-Z][A-Za-z]+
 
 UPSTREAM = {
     value
-    for space in (catalog.VLLM, catalog.VLLMLegacy, catalog.TGI, catalog.Triton)
+    for space in (catalog.VLLM, catalog.VLLMLegacy, catalog.TGI, catalog.Triton, catalog.DCGM)
     for key, value in vars(space).items()
-    if key.isupper() and isinstance(value, str) and value.startswith(("vllm:", "tgi_", "nv_"))
+    if key.isupper()
+    and isinstance(value, str)
+    and value.startswith(("vllm:", "tgi_", "nv_", "DCGM_"))
 }
 
 

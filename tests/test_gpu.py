@@ -1,0 +1,232 @@
+"""The GPU exporter without hardware: NVML through an in-memory fake of pynvml's API,
+the real pynvml on this GPU-less machine, dcgm-exporter payloads over loopback HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pynvml
+import pytest
+import requests
+
+from exporters import catalog
+from exporters.gpu import DcgmCollector, NvmlCollector
+from tests import loopback
+from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.test_sidecar import scrape, value
+
+FIXTURES = Path(__file__).parent / "fixtures"
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def gpus() -> list[FakeGpu]:
+    return [
+        FakeGpu(
+            "GPU-0",
+            H100,
+            clocks_event_reasons=0x4 | 0x40,
+            ecc=(3, 1),
+            remapped_rows=(2, 0),
+            pcie_replays=7,
+            processes=[(101, 30 * 2**30), (102, 8 * 2**30), (103, 2 * 2**30)],
+        ),  # fmt: skip
+        FakeGpu(
+            "GPU-1",
+            H100,
+            utilization=0,
+            memory_used=2**30,
+            not_supported={"nvmlDeviceGetPowerUsage"},
+        ),
+    ]
+
+
+def gpu(index: int, uuid: str) -> dict[str, str]:
+    return {"gpu": str(index), "uuid": uuid, "gpu_name": H100}
+
+
+def test_nvml_values_in_base_units_over_http() -> None:
+    fake = FakeNvml(gpus())
+    fake.xid_events = [(0, 79), (0, 79), (0, 48)]
+    with loopback.exporter(NvmlCollector(fake, top_processes=2)) as url:
+        series = scrape(url)
+    g0, g1 = gpu(0, "GPU-0"), gpu(1, "GPU-1")
+    assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 1
+    assert value(series, catalog.GPU_UP.name, **g0) == value(series, catalog.GPU_UP.name, **g1) == 1
+    assert value(series, catalog.GPU_UTILIZATION.name, **g0) == 0.5  # 50 %
+    assert value(series, catalog.GPU_MEMORY_USED.name, **g0) == 40 * 2**30
+    assert value(series, catalog.GPU_MEMORY_TOTAL.name, **g0) == 80 * 2**30
+    assert value(series, catalog.GPU_POWER.name, **g0) == 350.0  # 350,000 mW
+    assert value(series, catalog.GPU_POWER_LIMIT.name, **g0) == 700.0
+    assert value(series, catalog.GPU_ENERGY.name, **g0) == 9000.0  # 9,000,000 mJ
+    assert value(series, catalog.GPU_TEMPERATURE.name, **g0) == 65
+    assert value(series, catalog.GPU_SM_CLOCK.name, **g0) == 1.98e9  # 1980 MHz
+    assert value(series, catalog.GPU_MEMORY_CLOCK.name, **g0) == 2.619e9
+    # Clocks held down for power cap (0x4) and HW thermal slowdown (0x40), nothing else.
+    active = {
+        r
+        for r in catalog.GPU_CLOCK_EVENT_REASONS.values()
+        if value(series, catalog.GPU_CLOCKS_EVENT.name, **g0, reason=r)
+    }
+    assert active == {"sw_power_cap", "hw_thermal_slowdown"}
+    assert value(series, catalog.GPU_ECC_ERRORS.name, **g0, kind="corrected") == 3
+    assert value(series, catalog.GPU_ECC_ERRORS.name, **g0, kind="uncorrected") == 1
+    assert value(series, catalog.GPU_REMAPPED_ROWS.name, **g0, kind="correctable") == 2
+    assert value(series, catalog.GPU_PCIE_REPLAYS.name, **g0) == 7
+    pids = {
+        dict(labels)["pid"] for name, labels in series if name == catalog.GPU_PROCESS_MEMORY.name
+    }
+    assert pids == {"101", "102"}  # the top 2 of 3
+    assert value(series, catalog.GPU_XID_ERRORS.name, **g0, xid="79") == 2
+    assert value(series, catalog.GPU_XID_ERRORS.name, **g0, xid="48") == 1
+    # GPU 1 does not support power readings: skipped, not an error.
+    assert (catalog.GPU_POWER.name, frozenset(g1.items())) not in series
+    assert value(series, catalog.GPU_EXPORTER_ERRORS.name, reason="nvml") == 0
+
+
+def test_no_driver_is_source_up_0_and_recovers() -> None:
+    fake = FakeNvml(gpus(), driver=False)
+    with loopback.exporter(NvmlCollector(fake)) as url:
+        before = scrape(url)
+        fake.driver = True
+        after = scrape(url)
+    assert value(before, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 0
+    assert value(before, catalog.GPU_EXPORTER_ERRORS.name, reason="no_driver") == 1
+    assert not [name for name, _ in before if name == catalog.GPU_UP.name]
+    assert value(after, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 1
+    assert value(after, catalog.GPU_UP.name, **gpu(0, "GPU-0")) == 1
+
+
+def test_a_gpu_that_falls_off_the_bus_is_up_0_and_comes_back() -> None:
+    fake = FakeNvml(gpus())
+    with loopback.exporter(NvmlCollector(fake)) as url:
+        scrape(url)
+        fake.gpus[1].lost = True
+        lost = scrape(url)
+        fake.gpus[1].lost = False
+        back = scrape(url)
+    g1 = gpu(1, "GPU-1")  # the lost GPU keeps its identity from the last good scrape
+    assert value(lost, catalog.GPU_UP.name, **g1) == 0
+    assert value(lost, catalog.GPU_UP.name, **gpu(0, "GPU-0")) == 1
+    assert (catalog.GPU_MEMORY_USED.name, frozenset(g1.items())) not in lost  # nothing stale
+    assert value(lost, catalog.GPU_EXPORTER_ERRORS.name, reason="gpu_lost") == 1
+    assert value(back, catalog.GPU_UP.name, **g1) == 1
+    assert fake.inits == 2  # NVML re-initialised after the loss
+
+
+def test_real_pynvml_without_a_gpu_keeps_serving() -> None:
+    try:
+        pynvml.nvmlInit()
+        pytest.skip("this machine has an NVIDIA driver: the no-driver path is tested with the fake")
+    except pynvml.NVMLError:
+        pass
+    with loopback.exporter(NvmlCollector()) as url:
+        first, second = scrape(url), scrape(url)
+    assert value(first, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 0
+    assert value(second, catalog.GPU_EXPORTER_ERRORS.name, reason="no_driver") == 2
+
+
+def dcgm_labels(gpu_index: str, uuid: str, name: str, **extra: str) -> dict[str, str]:
+    labels = {"gpu": gpu_index, "uuid": uuid, "gpu_name": name}
+    labels |= {
+        k: "" for k in ("hostname", "pod", "namespace", "container", "mig_profile", "mig_instance")
+    }
+    return labels | extra
+
+
+def test_dcgm_fields_map_onto_the_same_names_in_base_units() -> None:
+    with (
+        loopback.http(loopback.payload((FIXTURES / "dcgm.metrics").read_text())) as (upstream, _),
+        loopback.exporter(DcgmCollector(upstream)) as url,
+    ):
+        series = scrape(url)
+    pod = dcgm_labels(
+        "0", "GPU-aaa", H100, hostname="node-1", pod="vllm-0", namespace="llm", container="vllm"
+    )
+    idle = dcgm_labels("1", "GPU-bbb", H100, hostname="node-1")  # `Hostname`, no Kubernetes labels
+    assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source="dcgm") == 1
+    assert value(series, catalog.GPU_UTILIZATION.name, **pod) == 0.87
+    assert value(series, catalog.GPU_UTILIZATION.name, **idle) == 0
+    assert value(series, catalog.GPU_MEMORY_USED.name, **pod) == 72000 * 2**20
+    assert value(series, catalog.GPU_MEMORY_TOTAL.name, **pod) == (72000 + 8000 + 1559) * 2**20
+    assert value(series, catalog.GPU_SM_CLOCK.name, **pod) == 1.755e9
+    assert value(series, catalog.GPU_POWER.name, **pod) == 612.5
+    assert value(series, catalog.GPU_ENERGY.name, **pod) == pytest.approx(123456.789)  # mJ to J
+    assert value(series, catalog.GPU_SM_ACTIVE.name, **pod) == 0.62
+    assert value(series, catalog.GPU_TENSOR_ACTIVE.name, **pod) == 0.31
+    # 68 = 0x40 | 0x4: HW thermal slowdown and power cap.
+    assert value(series, catalog.GPU_CLOCKS_EVENT.name, **pod, reason="hw_thermal_slowdown") == 1
+    assert value(series, catalog.GPU_CLOCKS_EVENT.name, **pod, reason="sw_power_cap") == 1
+    assert value(series, catalog.GPU_CLOCKS_EVENT.name, **pod, reason="gpu_idle") == 0
+    assert (
+        value(series, catalog.GPU_UP.name, **pod) == value(series, catalog.GPU_UP.name, **idle) == 1
+    )
+
+
+def test_dcgm_mig_lowercase_hostname_and_xid_changes() -> None:
+    payload = (FIXTURES / "dcgm_mig.metrics").read_text()
+    with (
+        loopback.http(loopback.payload(payload)) as (upstream, behaviour),
+        loopback.exporter(DcgmCollector(upstream)) as url,
+    ):
+        first = scrape(url)
+        second = scrape(url)  # the same last XID: not a new error
+        behaviour[0] = loopback.payload(payload.replace("} 79", "} 48"))
+        third = scrape(url)
+    mig1 = dcgm_labels(
+        "0",
+        "GPU-ccc",
+        "NVIDIA A100-SXM4-80GB",
+        hostname="node-2",
+        mig_profile="3g.40gb",
+        mig_instance="1",
+    )
+    mig2 = {**mig1, "mig_instance": "2"}
+    assert value(first, catalog.GPU_UTILIZATION.name, **mig1) == 0.40
+    assert value(first, catalog.GPU_UTILIZATION.name, **mig2) == 0.10
+    assert value(first, catalog.GPU_DRAM_ACTIVE.name, **mig1) == 0.55
+    assert value(first, catalog.GPU_XID_ERRORS.name, **mig1, xid="79") == 1
+    assert value(second, catalog.GPU_XID_ERRORS.name, **mig1, xid="79") == 1
+    assert value(third, catalog.GPU_XID_ERRORS.name, **mig1, xid="48") == 1
+
+
+def test_an_unreachable_dcgm_exporter_is_source_up_0() -> None:
+    with loopback.exporter(DcgmCollector(f"http://127.0.0.1:{loopback.free_port()}")) as url:
+        series = scrape(url)
+    assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source="dcgm") == 0
+    assert value(series, catalog.GPU_EXPORTER_ERRORS.name, reason="refused") == 1
+    gpu_names = {m.name for m in catalog.GPU_METRICS}
+    assert not [name for name, _ in series if name in gpu_names]  # nothing stale
+
+
+def test_the_command_serves_dcgm_and_nvml_over_http() -> None:
+    exe = Path(sys.executable).parent / "llm-gpu-exporter"
+    with loopback.http(loopback.payload((FIXTURES / "dcgm.metrics").read_text())) as (upstream, _):
+        for source, expected in (("dcgm", 1.0), ("nvml", 0.0)):  # no driver here: nvml is up 0
+            port = loopback.free_port()
+            command = [
+                exe,
+                "--source",
+                source,
+                "--dcgm-url",
+                upstream,
+                "--listen",
+                f"127.0.0.1:{port}",
+            ]
+            process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        series = scrape(f"http://127.0.0.1:{port}/metrics")
+                        break
+                    except requests.ConnectionError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+            finally:
+                process.terminate()
+                process.wait(timeout=10)
+            assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source=source) == expected
