@@ -220,6 +220,12 @@ PHASE_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 # Alert names.
 ALERT_BUDGET_BURN = "LLMErrorBudgetBurn"
 ALERT_SLI_ABSENT = "LLMSLIDataAbsent"
+ALERT_GPU_MEMORY_FULL = "LLMGPUMemoryNearlyFull"
+ALERT_GPU_THROTTLED = "LLMGPUThrottled"
+ALERT_GPU_XID = "LLMGPUXidError"
+ALERT_GPU_MEMORY_LEAK = "LLMGPUProcessMemoryLeak"
+ALERT_GPU_IDLE_WAITING = "LLMGPUIdleWhileRequestsWait"
+ALERT_GPU_SATURATED = "LLMGPUSaturatedQueueGrowing"
 
 # The sidecar exporter's own health.
 EXPORTER_UPSTREAM_UP = Metric(

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from rules import testgen
+from rules import gpu, testgen
 from rules.generator import Group, rule_groups
 from slo.model import Spec
 
@@ -32,11 +32,11 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def dump(data: Any, spec: Spec) -> str:
+def dump(data: Any, source: str) -> str:
     """YAML in the order the generator built it (rule fields as Prometheus documents them,
     label maps sorted), no line folding, and the generated-file header."""
     body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True)
-    return HEADER.format(source=spec.source) + body
+    return HEADER.format(source=source) + body
 
 
 def rule_file_name(spec: Spec) -> str:
@@ -58,7 +58,7 @@ def _sorted_maps(groups: list[Group]) -> list[Group]:
 
 
 def rule_file(spec: Spec, groups: list[Group]) -> str:
-    return dump({"groups": groups}, spec)
+    return dump({"groups": groups}, spec.source)
 
 
 def prometheus_rule(spec: Spec, groups: list[Group]) -> str:
@@ -74,7 +74,7 @@ def prometheus_rule(spec: Spec, groups: list[Group]) -> str:
         },
         "spec": {"groups": groups},
     }
-    return dump(resource, spec)
+    return dump(resource, spec.source)
 
 
 def files(spec: Spec) -> dict[str, str]:
@@ -87,7 +87,7 @@ def files(spec: Spec) -> dict[str, str]:
     }
     for slo in spec.slos:
         for suffix, tests in testgen.unit_tests(spec, slo, f"../{name}").items():
-            out[f"{TESTS_DIR}/{spec.service}.{slo.name}.{suffix}.yaml"] = dump(tests, spec)
+            out[f"{TESTS_DIR}/{spec.service}.{slo.name}.{suffix}.yaml"] = dump(tests, spec.source)
     return out
 
 
@@ -99,3 +99,13 @@ def owned(spec: Spec, rules_dir: Path) -> list[Path]:
     ]
     marker = HEADER.split("{")[0].encode()
     return [p for p in candidates if p.is_file() and p.read_bytes().startswith(marker)]
+
+
+def gpu_files() -> dict[str, str]:
+    """The GPU alerts and their promtool tests: the same for every SLO file."""
+    name = "gpu.rules.yaml"
+    source = "rules/gpu.py"
+    return {
+        name: dump({"groups": _sorted_maps(gpu.rule_groups())}, source),
+        f"{TESTS_DIR}/gpu.test.yaml": dump(gpu.unit_tests(f"../{name}"), source),
+    }

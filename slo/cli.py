@@ -60,6 +60,7 @@ def generate(args: argparse.Namespace) -> int:
     files: dict[Path, str] = {}
     stale: set[Path] = set()
     try:
+        files |= {rules_dir / name: text for name, text in writer.gpu_files().items()}
         for loaded in specs:
             generated = {rules_dir / name: text for name, text in writer.files(loaded).items()}
             files |= generated

@@ -33,12 +33,14 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
     assert sorted(tree(out)) == [
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
+        "gpu.rules.yaml",
         "tests/chat.availability.soak.test.yaml",
         "tests/chat.availability.test.yaml",
         "tests/chat.ttft.soak.test.yaml",
         "tests/chat.ttft.test.yaml",
         "tests/chat.upstream-5xx.soak.test.yaml",
         "tests/chat.upstream-5xx.test.yaml",
+        "tests/gpu.test.yaml",
     ]
     crd = (out / "chat.prometheusrule.yaml").read_text()
     assert "kind: PrometheusRule" in crd and "apiVersion: monitoring.coreos.com/v1" in crd

@@ -80,3 +80,19 @@ def test_generated_tests_catch_a_broken_rule(
     broken = run_promtool(promtool, "test", "rules", test_file)
     assert broken.returncode != 0, f"the mutation went unnoticed:\n{broken.stdout}"
     assert "FAILED" in broken.stdout + broken.stderr
+
+
+def test_gpu_alerts_pass_their_tests_and_the_tests_catch_a_missing_hour(
+    tmp_path: Path, promtool: str
+) -> None:
+    for name, text in writer.gpu_files().items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    test_file = tmp_path / "tests" / "gpu.test.yaml"
+    clean = run_promtool(promtool, "test", "rules", test_file)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    rules = tmp_path / "gpu.rules.yaml"
+    # Without the hour of history, a 40-minute-old process would already count as a leak.
+    rules.write_text(rules.read_text().replace(" offset 1h", " offset 5m"))
+    broken = run_promtool(promtool, "test", "rules", test_file)
+    assert broken.returncode != 0 and catalog.ALERT_GPU_MEMORY_LEAK in broken.stdout + broken.stderr

@@ -1,0 +1,304 @@
+"""GPU alerts that know about LLM serving, and the promtool tests that prove them.
+
+They read the catalog's GPU and serving metrics, so they work with either GPU source
+(NVML or dcgm-exporter). GPU and serving series are joined on `namespace` and `pod`
+where Kubernetes labels are present (dcgm-exporter --kubernetes, pod relabelling for
+the sidecar); without them the join is node-wide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from exporters import catalog
+from rules.generator import DEFAULT_RUNBOOK_BASE, Group
+from slo.selector import Matcher, Selector
+
+RUNBOOK = "gpu.md"
+GROUP = "llm-slo:gpu"
+JOIN = "namespace, pod"
+NOT_THROTTLING = ("gpu_idle", "applications_clocks_setting", "display_clock_setting")
+MEMORY_FULL = 0.95
+IDLE = 0.05
+BUSY = 0.95
+LEAK_MIN_GROWTH = 256 * 2**20  # bytes in an hour; less is noise, not a leak
+
+
+@dataclass(frozen=True)
+class GpuAlert:
+    name: str
+    expr: str
+    duration: str
+    severity: str
+    summary: str
+    description: str
+    anchor: str
+
+    def rule(self, runbook_base: str) -> dict[str, Any]:
+        rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
+        if self.duration != "0m":
+            rule["for"] = self.duration
+        rule["labels"] = {catalog.SEVERITY: self.severity}
+        rule["annotations"] = self.annotations(runbook_base)
+        return rule
+
+    def annotations(self, runbook_base: str) -> dict[str, str]:
+        return {
+            "description": self.description,
+            "runbook_url": f"{runbook_base}{RUNBOOK}#{self.anchor}",
+            "summary": self.summary,
+        }
+
+
+m = catalog
+MEMORY_USED, MEMORY_TOTAL = m.GPU_MEMORY_USED.name, m.GPU_MEMORY_TOTAL.name
+PROCESS_MEMORY = m.GPU_PROCESS_MEMORY.name
+ALERTS = (
+    GpuAlert(
+        m.ALERT_GPU_MEMORY_FULL,
+        f"{MEMORY_USED} / {MEMORY_TOTAL} > {MEMORY_FULL}",
+        "5m",
+        "ticket",
+        "GPU memory above 95 % for 5 minutes",
+        "vLLM preallocates --gpu-memory-utilization (0.9 by default) of the GPU; above 95 % "
+        "another process holds memory, or the setting is too high: expect OOMs and preemptions.",
+        "memory-nearly-full",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_THROTTLED,
+        f'{m.GPU_CLOCKS_EVENT.name}{{{m.REASON}!~"{"|".join(NOT_THROTTLING)}"}} == 1',
+        "10m",
+        "ticket",
+        "GPU clocks held down (power or thermal) for 10 minutes",
+        "A throttled GPU decodes slower: inter-token latency rises with no change in load. "
+        "The reason label says why (power cap, thermal, hardware slowdown).",
+        "throttled",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_XID,
+        f"increase({m.GPU_XID_ERRORS.name}[10m]) > 0",
+        "0m",
+        "page",
+        "critical XID error on a GPU",
+        "The driver reported a critical XID (the xid label has the code: 79 fell off the bus, "
+        "48 double-bit ECC, 94/95 contained/uncontained ECC). The engine on it is likely failing.",
+        "xid-error",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_MEMORY_LEAK,
+        f"min_over_time(deriv({PROCESS_MEMORY}[10m])[1h:5m]) > 0\n"
+        # `offset 1h` exists only for a process seen an hour ago: a full hour of growth.
+        f"and\n{PROCESS_MEMORY} - {PROCESS_MEMORY} offset 1h > {LEAK_MIN_GROWTH}\n",
+        "0m",
+        "ticket",
+        "a process's GPU memory has grown steadily for an hour",
+        "Every 10-minute window of the last hour grew, by more than 256 MiB in all: a leak "
+        "(an unbounded cache, a growing LoRA set) that ends in an OOM.",
+        "process-memory-leak",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_IDLE_WAITING,
+        f"max by ({JOIN}) ({m.GPU_UTILIZATION.name}) < {IDLE}\n"
+        f"and on ({JOIN})\nsum by ({JOIN}) ({m.REQUESTS_WAITING.name}) > 0\n",
+        "10m",
+        "page",
+        "GPUs idle while requests wait",
+        "Requests are queued but no kernel runs: the serving side is stuck (a hung engine, a "
+        "deadlocked scheduler, a lost GPU), not overloaded.",
+        "idle-while-requests-wait",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_SATURATED,
+        f"min by ({JOIN}) ({m.GPU_UTILIZATION.name}) > {BUSY}\n"
+        f"and on ({JOIN})\nsum by ({JOIN}) (deriv({m.REQUESTS_WAITING.name}[10m])) > 0\n",
+        "15m",
+        "ticket",
+        "GPUs saturated while the queue grows",
+        "Every GPU is busy and the waiting queue keeps growing: out of capacity. Add replicas "
+        "or shed load before TTFT SLOs burn.",
+        "saturated-queue-growing",
+    ),
+)
+
+
+def rule_groups(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[Group]:
+    return [{"name": GROUP, "rules": [alert.rule(runbook_base) for alert in ALERTS]}]
+
+
+def _series(metric: catalog.Metric, index: str | None = None, **labels: str) -> str:
+    """A test input series of `metric` on GPU `index` (if given) with more labels."""
+    every = {**(_labels(index) if index is not None else {}), **labels}
+    return Selector(metric.name, tuple(Matcher(k, "=", v) for k, v in every.items())).render()
+
+
+def _labels(index: str) -> dict[str, str]:
+    return {m.GPU: index, m.UUID: f"GPU-{index}", m.GPU_NAME: "H100"}
+
+
+def _check(alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base: str) -> dict:
+    expected = [
+        {
+            "exp_labels": {**labels, catalog.SEVERITY: alert.severity},
+            "exp_annotations": alert.annotations(runbook_base),
+        }
+        for labels in firing
+    ]
+    return {"alertname": alert.name, "eval_time": at, "exp_alerts": expected}
+
+
+def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
+    """One promtool test per alert: a case that fires, with its exact labels and
+    annotations, next to a near miss that must not."""
+    a = {alert.name: alert for alert in ALERTS}
+    gib = 2**30
+    tests = [
+        {  # GPU 0 at 96 % of its memory, GPU 1 at 90 % (what vLLM preallocates).
+            "name": "memory above 95 % fires after 5m; 90 % never does",
+            "input_series": [
+                {"series": _series(m.GPU_MEMORY_USED, "0"), "values": f"{96 * gib}x20"},
+                {"series": _series(m.GPU_MEMORY_TOTAL, "0"), "values": f"{100 * gib}x20"},
+                {"series": _series(m.GPU_MEMORY_USED, "1"), "values": f"{90 * gib}x20"},
+                {"series": _series(m.GPU_MEMORY_TOTAL, "1"), "values": f"{100 * gib}x20"},
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_MEMORY_FULL], "4m", [], runbook_base),
+                _check(a[m.ALERT_GPU_MEMORY_FULL], "6m", [_labels("0")], runbook_base),
+            ],
+        },
+        {
+            "name": "hardware thermal slowdown for 10m fires; an idle GPU's clocks never do",
+            "input_series": [
+                {
+                    "series": _series(m.GPU_CLOCKS_EVENT, "0", reason="hw_thermal_slowdown"),
+                    "values": "1x20",
+                },
+                {
+                    "series": _series(m.GPU_CLOCKS_EVENT, "1", reason="gpu_idle"),
+                    "values": "1x20",
+                },
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_THROTTLED], "9m", [], runbook_base),
+                _check(
+                    a[m.ALERT_GPU_THROTTLED],
+                    "11m",
+                    [{**_labels("0"), m.REASON: "hw_thermal_slowdown"}],
+                    runbook_base,
+                ),
+            ],
+        },
+        {
+            "name": "an XID 79 at minute 5 pages at once and clears after its 10m window",
+            "input_series": [
+                {
+                    "series": _series(m.GPU_XID_ERRORS, "0", xid="79"),
+                    "values": "0x5 1x20",
+                },
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_XID], "4m", [], runbook_base),
+                _check(a[m.ALERT_GPU_XID], "6m", [{**_labels("0"), m.XID: "79"}], runbook_base),
+                _check(a[m.ALERT_GPU_XID], "17m", [], runbook_base),
+            ],
+        },
+        {  # pid 1 grows 64 MiB a minute for 90 minutes; pid 2 grows then frees (a cache).
+            "name": "steady growth for an hour fires; a sawtooth and a flat process never do",
+            "input_series": [
+                {
+                    "series": _series(m.GPU_PROCESS_MEMORY, "0", pid="1"),
+                    "values": f"{gib}+{64 * 2**20}x90",
+                },
+                {
+                    "series": _series(m.GPU_PROCESS_MEMORY, "0", pid="2"),
+                    "values": " ".join(
+                        [
+                            f"{gib}+{64 * 2**20}x29",
+                            f"{gib}+{64 * 2**20}x29",
+                            f"{gib}+{64 * 2**20}x30",
+                        ]
+                    ),
+                },
+                {
+                    "series": _series(m.GPU_PROCESS_MEMORY, "0", pid="3"),
+                    "values": f"{8 * gib}x90",
+                },
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_MEMORY_LEAK], "40m", [], runbook_base),
+                _check(
+                    a[m.ALERT_GPU_MEMORY_LEAK],
+                    "85m",
+                    [{**_labels("0"), m.PID: "1"}],
+                    runbook_base,
+                ),
+            ],
+        },
+        {  # Pod a: idle GPU, 5 waiting. Pod b: idle GPU, nothing waiting (just quiet).
+            "name": "an idle GPU with requests waiting in its pod pages after 10m; "
+            "a quiet pod never does",
+            "input_series": [
+                {
+                    "series": _series(m.GPU_UTILIZATION, "0", namespace="llm", pod="a"),
+                    "values": "0.01x30",
+                },
+                {
+                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="a"),
+                    "values": "5x30",
+                },
+                {
+                    "series": _series(m.GPU_UTILIZATION, "1", namespace="llm", pod="b"),
+                    "values": "0.01x30",
+                },
+                {
+                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="b"),
+                    "values": "0x30",
+                },
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_IDLE_WAITING], "9m", [], runbook_base),
+                _check(
+                    a[m.ALERT_GPU_IDLE_WAITING],
+                    "12m",
+                    [{"namespace": "llm", "pod": "a"}],
+                    runbook_base,
+                ),
+            ],
+        },
+        {  # Pod a: saturated, queue +1 a minute. Pod b: saturated, queue steady at 10.
+            "name": "a saturated GPU with a growing queue opens a ticket after 15m; "
+            "a steady queue never does",
+            "input_series": [
+                {
+                    "series": _series(m.GPU_UTILIZATION, "0", namespace="llm", pod="a"),
+                    "values": "0.99x40",
+                },
+                {
+                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="a"),
+                    "values": "0+1x40",
+                },
+                {
+                    "series": _series(m.GPU_UTILIZATION, "1", namespace="llm", pod="b"),
+                    "values": "0.99x40",
+                },
+                {
+                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="b"),
+                    "values": "10x40",
+                },
+            ],
+            "alert_rule_test": [
+                _check(a[m.ALERT_GPU_SATURATED], "10m", [], runbook_base),
+                _check(
+                    a[m.ALERT_GPU_SATURATED],
+                    "20m",
+                    [{"namespace": "llm", "pod": "a"}],
+                    runbook_base,
+                ),
+            ],
+        },
+    ]
+    return {
+        "rule_files": [rule_file],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", **test} for test in tests],
+    }
