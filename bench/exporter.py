@@ -77,16 +77,8 @@ def start_exporter(upstream: str) -> tuple[subprocess.Popen, str]:
     ]
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(url, timeout=10)
-            return process, url
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    loopback.wait_until_up(url, process)
+    return process, url
 
 
 def measure(series: int, scrapes: int) -> dict[str, float]:

@@ -92,16 +92,8 @@ def start(mode: str, scenario: str, upstream: str = "") -> tuple[subprocess.Pope
     command += ["--upstream", upstream, "--scenario", scenario]
     process = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent)
     url = f"http://{loopback.HOST}:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return process, url
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+    loopback.wait_until_up(f"{url}/health", process)
+    return process, url
 
 
 async def one(client: httpx.AsyncClient, url: str) -> float:

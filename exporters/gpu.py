@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, ClassVar
 
 import requests
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from exporters import catalog, serving, sidecar, textformat
@@ -386,31 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=sidecar.DEFAULT_TIMEOUT)
     parser.add_argument("--top-processes", type=int, default=DEFAULT_TOP_PROCESSES)
     args = parser.parse_args(argv)
-    try:
-        host, port = sidecar.parse_listen(args.listen)
-    except ValueError as error:
-        parser.error(str(error))
     nvml = NvmlCollector(top_processes=args.top_processes)
     source = args.source
     if source == "auto":  # NVML if a driver answers now, else dcgm-exporter
         source = NVML if nvml._start() else DCGM_SOURCE
     collector = nvml if source == NVML else DcgmCollector(args.dcgm_url, args.timeout)
-    registry = CollectorRegistry()
-    registry.register(collector)  # type: ignore[arg-type]
-    try:
-        server, thread = serving.serve(registry, host, port)
-    except OSError as error:
-        print(
-            f"llm-gpu-exporter: cannot listen on {args.listen}: {error.strerror}", file=sys.stderr
-        )
-        return 1
-    print(f"llm-gpu-exporter: {source} served at http://{args.listen}/metrics", file=sys.stderr)
-    try:
-        while thread.is_alive():
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.shutdown()
-    return 0
+    return serving.run(collector, args.listen, parser.prog, source)
 
 
 if __name__ == "__main__":

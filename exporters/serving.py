@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -31,6 +32,14 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # the base class names it format
         pass
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:9400`, `[::1]:9400` or `:9400` (every address) as (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected ADDR:PORT such as 127.0.0.1:9400, found {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def gzip_fast(app: WSGIApp) -> WSGIApp:
@@ -64,3 +73,25 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
+
+
+def run(collector: object, listen: str, program: str, what: str) -> int:
+    """Serve one collector at ADDR:PORT until interrupted: the exporters' commands."""
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as error:
+        print(f"{program}: --listen: {error}", file=sys.stderr)
+        return 2
+    registry = CollectorRegistry()
+    registry.register(collector)  # type: ignore[arg-type]
+    try:
+        server, thread = serve(registry, host, port)
+    except OSError as error:
+        print(f"{program}: cannot listen on {listen}: {error.strerror}", file=sys.stderr)
+        return 1
+    print(f"{program}: serving {what} at http://{listen}/metrics", file=sys.stderr)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0

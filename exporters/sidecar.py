@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -328,14 +327,6 @@ def metrics_url(target: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """`127.0.0.1:9400`, `[::1]:9400` or `:9400` (every address) as (host, port)."""
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected ADDR:PORT such as {DEFAULT_LISTEN}, found {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-vllm-exporter", description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True, help="the server's base or /metrics URL")
@@ -352,37 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-engine-label", action="store_true", help="keep vLLM's engine label")
     args = parser.parse_args(argv)
-    try:
-        host, port = parse_listen(args.listen)
-    except ValueError as error:
-        parser.error(str(error))
-    registry = CollectorRegistry()
-    registry.register(
-        SidecarCollector(
-            args.target,
-            args.backend,
-            args.timeout,
-            args.max_models,
-            args.model,
-            args.keep_engine_label,
-        )
+    collector = SidecarCollector(
+        args.target, args.backend, args.timeout, args.max_models, args.model, args.keep_engine_label
     )
-    try:
-        server, thread = serving.serve(registry, host, port)
-    except OSError as error:
-        print(
-            f"llm-vllm-exporter: cannot listen on {args.listen}: {error.strerror}", file=sys.stderr
-        )
-        return 1
-    print(
-        f"llm-vllm-exporter: serving {metrics_url(args.target)} as http://{args.listen}/metrics",
-        file=sys.stderr,
-    )
-    try:
-        thread.join()
-    except KeyboardInterrupt:
-        server.shutdown()
-    return 0
+    return serving.run(collector, args.listen, parser.prog, metrics_url(args.target))
 
 
 if __name__ == "__main__":

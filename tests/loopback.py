@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,14 +81,37 @@ def http(behaviour: Behaviour) -> Iterator[tuple[str, list[Behaviour]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((HOST, 0), Handler)
+    with threaded(Handler) as port:
+        yield f"http://{HOST}:{port}", current
+
+
+@contextmanager
+def threaded(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[int]:
+    """A ThreadingHTTPServer with `handler` on a loopback port (0: a free one); yields the port."""
+    server = ThreadingHTTPServer((HOST, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{HOST}:{server.server_port}", current
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Poll `url` until something answers over HTTP; fail if the process dies or time runs out."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{process.args} did not answer at {url}") from None
+            time.sleep(0.1)
 
 
 @contextmanager

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pynvml
 import pytest
-import requests
 
 from exporters import catalog
 from exporters.gpu import DcgmCollector, NvmlCollector
@@ -217,15 +215,8 @@ def test_the_command_serves_dcgm_and_nvml_over_http() -> None:
             ]
             process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
             try:
-                deadline = time.monotonic() + 20
-                while True:
-                    try:
-                        series = scrape(f"http://127.0.0.1:{port}/metrics")
-                        break
-                    except requests.ConnectionError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
+                loopback.wait_until_up(f"http://127.0.0.1:{port}/metrics", process)
+                series = scrape(f"http://127.0.0.1:{port}/metrics")
             finally:
                 process.terminate()
                 process.wait(timeout=10)

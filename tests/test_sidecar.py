@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporters import catalog
 from exporters.catalog import VLLM
-from exporters.sidecar import ScrapeError, SidecarCollector, metrics_url, parse_listen
+from exporters.serving import parse_listen
+from exporters.sidecar import ScrapeError, SidecarCollector, metrics_url
 from simulator.latency import Profile
 from simulator.metrics import CURRENT, LEGACY
 from simulator.server import Config, create_app

@@ -193,16 +193,8 @@ def test_llm_sim_runs_as_a_command(tmp_path: Path) -> None:
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert health.status_code == 200
+        loopback.wait_until_up(f"http://127.0.0.1:{port}/health", process)
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         process.terminate()
         process.wait(timeout=10)

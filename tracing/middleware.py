@@ -111,6 +111,15 @@ class _Exchange:
     finish_reasons: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
 
+    def token(self, now: float) -> None:
+        """A chunk that carried generated text arrived at `now` (perf_counter)."""
+        if self.first_token is None:
+            self.first_token = now
+        else:
+            self.gaps.append(now - self.last_token)  # type: ignore[operator]
+        self.last_token = now
+        self.chunks += 1
+
     def request(self) -> dict[str, Any]:
         try:
             parsed = json.loads(b"".join(self.body) or b"{}")
@@ -246,13 +255,7 @@ class LLMTracingMiddleware:
             or (b'"content"' not in payload and b'"text"' not in payload)
         ):
             return False
-        now = time.perf_counter()
-        if exchange.first_token is None:
-            exchange.first_token = now
-        else:
-            exchange.gaps.append(now - exchange.last_token)  # type: ignore[operator]
-        exchange.last_token = now
-        exchange.chunks += 1
+        exchange.token(time.perf_counter())
         return True
 
     def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
@@ -261,12 +264,7 @@ class LLMTracingMiddleware:
             delta = choice.get("delta") or {}
             text = delta.get("content") if "delta" in choice else choice.get("text")
             if text:
-                if exchange.first_token is None:
-                    exchange.first_token = now
-                else:
-                    exchange.gaps.append(now - exchange.last_token)  # type: ignore[operator]
-                exchange.last_token = now
-                exchange.chunks += 1
+                exchange.token(now)
                 if self.capture_content:
                     exchange.text.append(text)
             if choice.get("finish_reason"):

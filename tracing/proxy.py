@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from exporters import sidecar
+from exporters import serving
 from slo import spec as slo_spec
 from tracing import provider
 from tracing.middleware import LLMTracingMiddleware, Targets
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        host, port = sidecar.parse_listen(args.listen)
+        host, port = serving.parse_listen(args.listen)
     except ValueError as error:
         parser.error(str(error))
     targets = Targets()
