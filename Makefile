@@ -8,6 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SPECS ?= slo/default.yaml
 RULES_DIR ?= rules/generated
+DASHBOARDS_DIR ?= dashboards/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -16,16 +17,17 @@ APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
 
-generate: $(VENV)/.installed ## Write rules, alerts and their promtool tests from $(SPECS)
-	$(BIN)/llm-slo generate $(SPECS) --rules-dir $(RULES_DIR)
+generate: $(VENV)/.installed ## Write rules, alerts, their promtool tests and dashboards from $(SPECS)
+	$(BIN)/llm-slo generate $(SPECS) --rules-dir $(RULES_DIR) --dashboards-dir $(DASHBOARDS_DIR)
 
 test: check ## Every check, then the test suite (what CI runs)
 	$(BIN)/pytest
 
 check: lint promtool-check ## ruff, promtool on the generated rules, generated files up to date
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
-	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules >/dev/null && \
-	diff -ru $(RULES_DIR) $$tmp/rules || { echo "$(RULES_DIR) is stale: run make and commit it"; exit 1; }
+	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules --dashboards-dir $$tmp/dashboards >/dev/null && \
+	diff -ru $(RULES_DIR) $$tmp/rules && diff -ru $(DASHBOARDS_DIR) $$tmp/dashboards || \
+	{ echo "generated files are stale: run make and commit them"; exit 1; }
 	@echo "generated files are up to date"
 
 lint: $(VENV)/.installed ## ruff lint and format check

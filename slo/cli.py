@@ -10,6 +10,7 @@ import math
 import sys
 from pathlib import Path
 
+from dashboards import generator as dashboards
 from exporters import catalog
 from rules import testgen, writer
 from slo import buckets, duration, output, spec
@@ -57,11 +58,16 @@ def generate(args: argparse.Namespace) -> int:
     if specs is None:
         return EXIT_INVALID
     rules_dir = Path(args.rules_dir)
+    dashboards_dir = Path(args.dashboards_dir)
     files: dict[Path, str] = {}
     stale: set[Path] = set()
     try:
         files |= {rules_dir / name: text for name, text in writer.gpu_files().items()}
+        files |= {dashboards_dir / name: text for name, text in dashboards.gpu_file().items()}
         for loaded in specs:
+            files |= {
+                dashboards_dir / name: text for name, text in dashboards.files(loaded).items()
+            }
             generated = {rules_dir / name: text for name, text in writer.files(loaded).items()}
             files |= generated
             stale |= set(writer.owned(loaded, rules_dir)) - set(generated)
@@ -160,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     checker = commands.add_parser("check", help="validate SLO files, write nothing")
     checker.add_argument("specs", nargs="+", metavar="SPEC")
     checker.set_defaults(run=check)
-    generator = commands.add_parser("generate", help="write rules and rule tests")
+    generator = commands.add_parser("generate", help="write rules, their tests and dashboards")
     generator.add_argument("specs", nargs="+", metavar="SPEC")
     generator.add_argument("--rules-dir", default="rules/generated", metavar="DIR")
+    generator.add_argument("--dashboards-dir", default="dashboards/generated", metavar="DIR")
     generator.set_defaults(run=generate)
 
     fitting = commands.add_parser("buckets", help="fit, evaluate or list histogram buckets")

@@ -40,6 +40,15 @@ def generate_refused(capsys: pytest.CaptureFixture, out: Path, *specs: Path) -> 
     """
     from slo import cli  # the CLI imports the generators; keep conftest light
 
-    assert cli.main(["generate", *map(str, specs), "--rules-dir", str(out)]) == cli.EXIT_INVALID
-    assert not out.exists()
+    boards = out.parent / "dashboards"
+    command = [
+        "generate",
+        *map(str, specs),
+        "--rules-dir",
+        str(out),
+        "--dashboards-dir",
+        str(boards),
+    ]
+    assert cli.main(command) == cli.EXIT_INVALID
+    assert not out.exists() and not boards.exists()
     return capsys.readouterr().err

@@ -22,7 +22,7 @@ HOST = "127.0.0.1"
 def asgi(app: Starlette) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="off")
+        uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="auto")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

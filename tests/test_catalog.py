@@ -14,7 +14,9 @@ from tests.conftest import ROOT
 UNIT_SUFFIX = {"seconds": "_seconds", "ratio": "_ratio"}
 
 
-ALL = catalog.METRICS + catalog.EXPORTER_METRICS + catalog.GPU_METRICS
+ALL = (
+    catalog.METRICS + catalog.EXPORTER_METRICS + catalog.GPU_METRICS + catalog.GPU_EXPORTER_METRICS
+)
 UNITS = {"seconds": "_seconds", "ratio": "_ratio", "bytes": "_bytes", "watts": "_watts", "hertz": "_hertz",
          "celsius": "_celsius", "joules": "_joules_total"}  # fmt: skip
 

@@ -29,7 +29,19 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "rules"
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == 0
+    )
     assert sorted(tree(out)) == [
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
@@ -45,7 +57,19 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
     crd = (out / "chat.prometheusrule.yaml").read_text()
     assert "kind: PrometheusRule" in crd and "apiVersion: monitoring.coreos.com/v1" in crd
     first = tree(out)
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == 0
+    )
     assert tree(out) == first
 
 
@@ -79,12 +103,36 @@ def test_files_no_longer_generated_are_removed_but_not_the_users(
     spec_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "rules"
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == 0
+    )
     gone = out / "tests" / "chat.old-slo.test.yaml"
     gone.write_text(writer.HEADER.format(source="x") + "tests: []\n")
     mine = out / "tests" / "chat.handwritten.yaml"
     mine.write_text("# my own test\n")
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == 0
+    )
     assert not gone.exists()
     assert mine.exists()
 
@@ -93,12 +141,36 @@ def test_a_failed_write_leaves_every_file_as_it_was(
     spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "rules"
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == 0
+    )
     before = tree(out)
     spec_file.write_text(VALID.replace("99.9", "99.95"), encoding="utf-8")
     (out / "tests" / "chat.ttft.test.yaml").unlink()
     (out / "tests" / "chat.ttft.test.yaml").mkdir()  # a target that cannot be replaced
-    assert cli.main(["generate", str(spec_file), "--rules-dir", str(out)]) == cli.EXIT_WRITE
+    assert (
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(out),
+                "--dashboards-dir",
+                str(out.parent / "dashboards"),
+            ]
+        )
+        == cli.EXIT_WRITE
+    )
     assert "cannot write" in capsys.readouterr().err
     after = tree(out)
     del before["tests/chat.ttft.test.yaml"]
@@ -112,7 +184,16 @@ def test_an_unwritable_folder_is_a_message(
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert (
-        cli.main(["generate", str(spec_file), "--rules-dir", str(blocker / "rules")])
+        cli.main(
+            [
+                "generate",
+                str(spec_file),
+                "--rules-dir",
+                str(blocker / "rules"),
+                "--dashboards-dir",
+                str(blocker / "dashboards"),
+            ]
+        )
         == cli.EXIT_WRITE
     )
     assert "cannot write" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""The generated dashboards: Grafana's dashboard model, the names they read, valid PromQL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dashboards import generator as dashboards
+from exporters import catalog
+from rules import generator, gpu
+from slo import spec
+from tests.conftest import ROOT, run_promtool
+
+DEFAULT = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
+BOARDS = {**dashboards.files(DEFAULT), **dashboards.gpu_file()}
+VARIABLES = {"$service": DEFAULT.service, "$model": ".*", "$instance": ".*", "$__all": ".*"}
+
+
+def boards() -> dict[str, dict]:
+    return {name: json.loads(text) for name, text in BOARDS.items()}
+
+
+def panels(board: dict) -> list[dict]:
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def exprs(board: dict) -> list[str]:
+    return [t["expr"] for p in panels(board) for t in p["targets"]]
+
+
+def unit(panel: dict) -> str | None:
+    return (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit") or (
+        panel.get("yAxis") or {}
+    ).get("format")
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_grafanas_dashboard_model(name: str) -> None:
+    board = boards()[name]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    boxes = [
+        (p["gridPos"]["x"], p["gridPos"]["y"], p["gridPos"]["w"], p["gridPos"]["h"])
+        for p in board["panels"]
+    ]
+    for (x1, y1, w1, h1), (x2, y2, w2, h2) in itertools.combinations(boxes, 2):
+        assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1, "panels overlap"
+    assert all(x + w <= dashboards.WIDTH for x, _, w, _ in boxes)
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert "datasource" in variables and "instance" in variables
+    for panel in panels(board):
+        assert panel["datasource"] == dashboards.DATASOURCE  # resolves to the datasource variable
+        assert panel["description"] and unit(panel), panel["title"]
+        for target in panel["targets"]:
+            used = set(re.findall(r"\$(\w+)", target["expr"]))
+            assert used <= variables, (panel["title"], used)
+    assert board["uid"] == dashboards.uid(*{"gpu.json": ("gpu",), "chat-serving.json": ("chat/serving",),
+                                              "chat-slo-overview.json": ("chat/slo",)}[name])  # fmt: skip
+
+
+def known_names() -> set[str]:
+    names = {"ALERTS"}
+    for metric in (
+        *catalog.METRICS,
+        *catalog.GPU_METRICS,
+        *catalog.EXPORTER_METRICS,
+        *catalog.GPU_EXPORTER_METRICS,
+        catalog.REQUESTS_GOODPUT,
+    ):
+        names |= {metric.name, metric.bucket, metric.count, metric.sum}
+    groups = generator.rule_groups(DEFAULT) + gpu.rule_groups()
+    names |= {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+    return names
+
+
+def test_every_name_a_dashboard_reads_exists_in_the_catalog_or_the_rules() -> None:
+    known = known_names()
+    functions = {
+        "sum",
+        "by",
+        "rate",
+        "increase",
+        "max",
+        "min",
+        "histogram_quantile",
+        "label_values",
+    }
+    for name, board in boards().items():
+        for expr in exprs(board):
+            cleaned = re.sub(r'"[^"]*"', '""', expr)  # label values are not names
+            cleaned = re.sub(r"\[[^\]]*\]", "", cleaned)  # nor are ranges such as [5m]
+            cleaned = re.sub(r"\{[^}]*\}", "", cleaned)  # nor are label matchers
+            cleaned = re.sub(r"\([^()]*\)\s*\(", "(", cleaned)  # `by (le)` grouping labels
+            words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", cleaned)) - functions
+            words = {w for w in words if not re.fullmatch(r"\d+[smhd]?|le|model|outcome|and|or", w)}
+            assert words <= known, (name, expr, words - known)
+
+
+def test_every_target_is_valid_promql(tmp_path: Path, promtool: str) -> None:
+    rules = []
+    for name, board in boards().items():
+        for index, expr in enumerate(exprs(board)):
+            for variable, value in VARIABLES.items():
+                expr = expr.replace(variable, value)
+            rules.append(
+                {
+                    "record": f"dashboard_check:{Path(name).stem.replace('-', '_')}:{index}",
+                    "expr": expr,
+                }
+            )
+    path = tmp_path / "dashboards.rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}))
+    run = run_promtool(promtool, "check", "rules", path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in run.stdout
+
+
+def test_generation_is_deterministic() -> None:
+    again = {**dashboards.files(spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")),
+             **dashboards.gpu_file()}  # fmt: skip
+    assert again == BOARDS
+    for text in BOARDS.values():
+        assert text.endswith("\n")
+        assert json.loads(text)["description"].startswith("Generated by make")
+
+
+def test_the_committed_dashboards_are_fresh() -> None:
+    for name, text in BOARDS.items():
+        assert (
+            ROOT / "dashboards" / "generated" / name
+        ).read_text() == text, f"stale {name}: run make"
+
+
+def test_grafana_provisioning_fits_the_dashboards() -> None:
+    base = ROOT / "compose" / "grafana" / "provisioning"
+    sources = yaml.safe_load((base / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    assert [s["type"] for s in sources] == ["prometheus"]  # what the datasource variable picks
+    providers = yaml.safe_load((base / "dashboards" / "llm-slo-stack.yaml").read_text())[
+        "providers"
+    ]
+    assert providers[0]["type"] == "file" and providers[0]["options"]["path"].startswith(
+        "/var/lib/grafana/"
+    )
+    for board in boards().values():
+        (variable,) = [v for v in board["templating"]["list"] if v["name"] == "datasource"]
+        assert variable["query"] == sources[0]["type"]
