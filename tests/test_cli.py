@@ -21,6 +21,20 @@ def spec_file(tmp_path: Path) -> Path:
     return path
 
 
+def generate(spec_file: Path, out: Path) -> int:
+    """`llm-slo generate` into `out`, its dashboards beside it: never into the checkout."""
+    return cli.main(
+        [
+            "generate",
+            str(spec_file),
+            "--rules-dir",
+            str(out),
+            "--dashboards-dir",
+            str(out.parent / "dashboards"),
+        ]
+    )
+
+
 def tree(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
@@ -29,19 +43,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "rules"
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == 0
-    )
+    assert generate(spec_file, out) == 0
     assert sorted(tree(out)) == [
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
@@ -57,19 +59,7 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
     crd = (out / "chat.prometheusrule.yaml").read_text()
     assert "kind: PrometheusRule" in crd and "apiVersion: monitoring.coreos.com/v1" in crd
     first = tree(out)
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == 0
-    )
+    assert generate(spec_file, out) == 0
     assert tree(out) == first
 
 
@@ -103,36 +93,12 @@ def test_files_no_longer_generated_are_removed_but_not_the_users(
     spec_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "rules"
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == 0
-    )
+    assert generate(spec_file, out) == 0
     gone = out / "tests" / "chat.old-slo.test.yaml"
     gone.write_text(writer.HEADER.format(source="x") + "tests: []\n")
     mine = out / "tests" / "chat.handwritten.yaml"
     mine.write_text("# my own test\n")
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == 0
-    )
+    assert generate(spec_file, out) == 0
     assert not gone.exists()
     assert mine.exists()
 
@@ -141,36 +107,12 @@ def test_a_failed_write_leaves_every_file_as_it_was(
     spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "rules"
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == 0
-    )
+    assert generate(spec_file, out) == 0
     before = tree(out)
     spec_file.write_text(VALID.replace("99.9", "99.95"), encoding="utf-8")
     (out / "tests" / "chat.ttft.test.yaml").unlink()
     (out / "tests" / "chat.ttft.test.yaml").mkdir()  # a target that cannot be replaced
-    assert (
-        cli.main(
-            [
-                "generate",
-                str(spec_file),
-                "--rules-dir",
-                str(out),
-                "--dashboards-dir",
-                str(out.parent / "dashboards"),
-            ]
-        )
-        == cli.EXIT_WRITE
-    )
+    assert generate(spec_file, out) == cli.EXIT_WRITE
     assert "cannot write" in capsys.readouterr().err
     after = tree(out)
     del before["tests/chat.ttft.test.yaml"]
