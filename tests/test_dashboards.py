@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,77 @@ def test_grafana_provisioning_fits_the_dashboards() -> None:
     for board in boards().values():
         (variable,) = [v for v in board["templating"]["list"] if v["name"] == "datasource"]
         assert variable["query"] == sources[0]["type"]
+
+
+def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) -> None:
+    """Debian's Prometheus with the generated rules, scraping the simulator (started with
+    `llm-slo vllm-args`' buckets, as the README says) through the sidecar and the tracing
+    proxy, and the GPU exporter on the NVML fake and on dcgm-exporter's fields."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from exporters.gpu import DcgmCollector, NvmlCollector
+    from exporters.sidecar import SidecarCollector
+    from rules import writer
+    from simulator.latency import Profile
+    from simulator.metrics import parse_custom_buckets
+    from simulator.server import Config, create_app
+    from slo import buckets as slo_buckets
+    from tests import loopback
+    from tests.fake_nvml import FakeNvml
+    from tests.test_gpu import FIXTURES, gpus
+    from tests.test_prometheus import prometheus, query
+    from tests.test_tracing import chat
+    from tracing.middleware import Targets
+    from tracing.proxy import create_app as proxy_app
+
+    for name, text in {**writer.files(DEFAULT), **writer.gpu_files()}.items():
+        (tmp_path / "rules" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "rules" / name).write_text(text)
+    rule_files = sorted((tmp_path / "rules").glob("*.rules.yaml"))
+    custom = parse_custom_buckets(json.dumps(slo_buckets.vllm_families(DEFAULT)))
+    fast = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.001)
+    simulator = create_app(
+        Config(served_model_name="trace-test", profile=fast, custom_buckets=custom)
+    )
+    nvml = FakeNvml(gpus())
+    nvml.xid_events = [(0, 79)]
+
+    def host(url: str) -> str:
+        return url.removeprefix("http://").split("/")[0]
+
+    with (
+        loopback.asgi(simulator) as upstream,
+        loopback.exporter(SidecarCollector(upstream)) as sidecar,
+        loopback.asgi(
+            proxy_app(upstream, TracerProvider(), CollectorRegistry(), Targets.from_spec(DEFAULT))
+        ) as proxy,  # type: ignore[arg-type]
+        loopback.exporter(NvmlCollector(nvml)) as nvml_url,
+        loopback.http(loopback.payload((FIXTURES / "dcgm.metrics").read_text())) as (dcgm, _),
+        loopback.exporter(DcgmCollector(dcgm)) as dcgm_url,
+    ):
+        for index in range(12):
+            chat(proxy, stream=index % 2 == 0)
+        jobs = {
+            "vllm": [host(sidecar)],
+            "proxy": [host(proxy)],
+            "gpu": [host(nvml_url), host(dcgm_url)],
+        }
+        with prometheus(tmp_path, jobs, rule_files) as url:
+            targets = [(name, expr) for name, board in boards().items() for expr in exprs(board)]
+            deadline = time.monotonic() + 60
+            while True:
+                empty = []
+                for name, expr in targets:
+                    if expr.startswith("ALERTS"):
+                        continue  # the firing-alerts tables have rows only while an alert fires
+                    filled = expr
+                    for variable, value in VARIABLES.items():
+                        filled = filled.replace(variable, value)
+                    if not query(url, filled):
+                        empty.append((name, expr))
+                if not empty or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+    assert empty == []
+    assert len(targets) > 60

@@ -25,8 +25,9 @@ WAIT_SECONDS = 30
 
 
 @contextmanager
-def prometheus(folder: Path, targets: list[str]) -> Iterator[str]:
-    """Debian's Prometheus scraping `targets` (host:port) every second; yields its URL."""
+def prometheus(folder: Path, jobs: dict[str, list[str]], rules: list[Path] = ()) -> Iterator[str]:  # type: ignore[assignment]
+    """Debian's Prometheus scraping each job's targets (host:port) every second, with
+    `rules` loaded and evaluated every second; yields its URL."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus not found: run `make test` (it installs Debian's prometheus)")
@@ -35,7 +36,11 @@ def prometheus(folder: Path, targets: list[str]) -> Iterator[str]:
             "scrape_interval": f"{SCRAPE_SECONDS}s",
             "evaluation_interval": f"{SCRAPE_SECONDS}s",
         },
-        "scrape_configs": [{"job_name": "llm", "static_configs": [{"targets": targets}]}],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": targets}]}
+            for job, targets in jobs.items()
+        ],
+        "rule_files": [str(rule) for rule in rules],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = loopback.free_port()
@@ -85,7 +90,7 @@ def test_prometheus_sees_every_catalog_histogram_with_data(tmp_path: Path) -> No
     ):
         load(simulator)
         target = exporter.removeprefix("http://").removesuffix("/metrics")
-        with prometheus(tmp_path, [target]) as url:
+        with prometheus(tmp_path, {"llm": [target]}) as url:
             histograms = [m.count for m in catalog.PHASES.values()]
             deadline = time.monotonic() + WAIT_SECONDS
             while True:
