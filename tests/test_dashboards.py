@@ -224,3 +224,12 @@ def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) 
                 time.sleep(2)
     assert empty == []
     assert len(targets) > 60
+
+
+def test_client_side_latency_panels_show_exemplars() -> None:
+    serving = boards()[f"{DEFAULT.service}-serving.json"]
+    flagged = [t["expr"] for p in panels(serving) for t in p["targets"] if t.get("exemplar")]
+    assert len(flagged) == len(dashboards.CLIENT_PHASES)  # TTFT, ITL, TPOT, e2e
+    assert all(
+        'job!="vllm"' in expr and expr.startswith("histogram_quantile(0.99,") for expr in flagged
+    )
