@@ -11,9 +11,6 @@ import pytest
 from exporters import catalog
 from tests.conftest import ROOT
 
-UNIT_SUFFIX = {"seconds": "_seconds", "ratio": "_ratio"}
-
-
 ALL = (
     catalog.METRICS + catalog.EXPORTER_METRICS + catalog.GPU_METRICS + catalog.GPU_EXPORTER_METRICS
 )
@@ -32,9 +29,11 @@ def test_names_follow_prometheus_conventions(metric: catalog.Metric) -> None:
         assert metric.name.endswith("_total")
     else:
         assert not metric.name.endswith("_total")
-    if metric.unit in UNIT_SUFFIX:
-        assert metric.name.endswith(UNIT_SUFFIX[metric.unit])
-    assert metric.help.endswith(".") and "seconds" not in metric.help.lower().split(" in ")[-1:]
+    assert metric.help.endswith(".")
+    # Units go in the name, not the help text (DESIGN.md).
+    assert not re.search(
+        r"\bin (seconds|bytes|watts|hertz|percent|milliseconds)\b", metric.help.lower()
+    )
 
 
 @pytest.mark.parametrize("phase", catalog.PHASES)
