@@ -22,7 +22,7 @@ from collections.abc import Callable
 from prometheus_client import Histogram
 
 from exporters import catalog
-from exporters.catalog import VLLM
+from exporters.catalog import VLLM, OTelGenAI
 from slo import buckets
 
 SIZE = 20_000
@@ -33,43 +33,6 @@ DEFAULT_TARGET = 0.10
 DEFAULT_RANGE = (0.010, 60.0)
 SLOWDOWN = 3.0
 
-# OpenTelemetry GenAI semantic conventions' recommended explicit buckets
-# (../shared/reference/slo-and-tracing.md).
-OTEL_TTFT = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
-OTEL_TPOT = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
-OTEL_DURATION = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
 PROMETHEUS_DEFAULT = tuple(b for b in Histogram.DEFAULT_BUCKETS if math.isfinite(b))
 
 Sampler = Callable[[random.Random], float]
@@ -119,7 +82,12 @@ VLLM_SETS = {
     "e2e": VLLM.REQUEST_LATENCY_BUCKETS,
     "queue": VLLM.REQUEST_LATENCY_BUCKETS,
 }
-OTEL_SETS = {"ttft": OTEL_TTFT, "itl": OTEL_TPOT, "e2e": OTEL_DURATION, "queue": OTEL_DURATION}
+OTEL_SETS = {
+    "ttft": OTelGenAI.TTFT_BUCKETS,
+    "itl": OTelGenAI.TPOT_BUCKETS,
+    "e2e": OTelGenAI.DURATION_BUCKETS,
+    "queue": OTelGenAI.DURATION_BUCKETS,
+}
 
 
 def sample(sampler: Sampler, seed: int, scale: float = 1.0) -> list[float]:
