@@ -30,7 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from exporters import backends, catalog, serving, textformat
-from exporters.backends import Backend
+from exporters.backends import Backend, Rule
 from exporters.cardinality import LabelCap
 
 ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
@@ -105,14 +105,8 @@ class SidecarCollector:
         self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
         self._models = LabelCap(max_models)
         self._overflow = 0.0
-        # Per backend: sample name -> (rule, part, catalog name, is a histogram).
-        self._plans = {
-            name: {
-                sample: (rule, part, rule.target.name, rule.kind in backends.HISTOGRAM_KINDS)
-                for sample, (rule, part) in backend.wanted().items()
-            }
-            for name, backend in backends.BACKENDS.items()
-        }
+        # Per backend: upstream sample name -> (rule, part).
+        self._wanted = {name: backend.wanted() for name, backend in backends.BACKENDS.items()}
 
     def collect(self) -> Iterator[Metric]:
         start = time.monotonic()
@@ -174,7 +168,7 @@ class SidecarCollector:
         backend = self.backend or backends.detect(text)
         if backend is None:
             raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
-        plan = self._plans[backend.name]
+        wanted = self._wanted[backend.name]
         slots = self._slots[backend.name]
         snapshot = Snapshot()
         histograms, values = snapshot.histograms, snapshot.values
@@ -187,7 +181,7 @@ class SidecarCollector:
                 prefix = line[:cut]
                 slot = slots.get(prefix)
                 if slot is None:
-                    slot, value = self._slot(line, backend, plan, snapshot)
+                    slot, value = self._slot(line, backend, wanted, snapshot)
                     # Only a line whose value is its last token may be remembered by its
                     # prefix: a timestamp would otherwise be read as the value.
                     if len(slots) < SLOT_LIMIT and (prefix.endswith("}") or " " not in prefix):
@@ -225,14 +219,14 @@ class SidecarCollector:
         return snapshot
 
     def _slot(
-        self, line: str, backend: Backend, plan: dict, snapshot: Snapshot
+        self, line: str, backend: Backend, wanted: dict[str, tuple[Rule, str]], snapshot: Snapshot
     ) -> tuple[_Slot, float]:
         """Parse one line carefully: where its value goes, and the value."""
-        parsed = textformat.parse_line(line, plan)
+        parsed = textformat.parse_line(line, wanted)
         if parsed is None:
             return _IGNORED, 0.0
         name, labels, value = parsed
-        rule, part, target, is_histogram = plan[name]
+        rule, part = wanted[name]
         upstream = (
             labels.get(backend.model_label, self.model) if backend.model_label else self.model
         )
@@ -252,7 +246,8 @@ class SidecarCollector:
                 raise ValueError("le is NaN")
             le = le * rule.scale if le != math.inf else le
         folded = upstream if model == catalog.OVERFLOW_VALUE else ""
-        slot = _Slot((target, key), rule.kind, part, le, rule.scale, is_histogram, folded)
+        histogram = rule.kind in backends.HISTOGRAM_KINDS
+        slot = _Slot((rule.target.name, key), rule.kind, part, le, rule.scale, histogram, folded)
         return slot, value
 
     def _label_names(self, metric: catalog.Metric) -> list[str]:
