@@ -102,7 +102,7 @@ class NvmlCollector:
             self.nvml = pynvml
         return self.nvml
 
-    def _start(self) -> bool:
+    def start(self) -> bool:
         """nvmlInit and XID event registration; False (counted) while there is no driver."""
         if self.ready:
             return True
@@ -131,7 +131,7 @@ class NvmlCollector:
 
     def collect(self) -> Iterator[Metric]:
         families = Families()
-        up = self._start()
+        up = self.start()
         if up:
             nvml = self.nvml
             try:
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     nvml = NvmlCollector(top_processes=args.top_processes)
     source = args.source
     if source == "auto":  # NVML if a driver answers now, else dcgm-exporter
-        source = NVML if nvml._start() else DCGM_SOURCE
+        source = NVML if nvml.start() else DCGM_SOURCE
     collector = nvml if source == NVML else DcgmCollector(args.dcgm_url, args.timeout)
     return serving.run(collector, args.listen, parser.prog, source)
 
