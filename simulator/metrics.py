@@ -7,14 +7,13 @@ the `model_name` label and the older, shorter buckets.
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporters.catalog import VLLM, VLLMLegacy
+from slo.buckets import valid_bounds
 
 CURRENT = "current"
 LEGACY = "legacy"
@@ -38,13 +37,7 @@ def parse_custom_buckets(text: str) -> dict[str, tuple[float, ...]]:
     for family, bounds in data.items():
         if family not in BUCKET_FAMILIES:
             raise ValueError(f"unknown family {family!r}; known: {', '.join(BUCKET_FAMILIES)}")
-        if (
-            not isinstance(bounds, list)
-            or not bounds
-            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
-            or not all(0 < b < math.inf for b in bounds)
-            or any(a >= b for a, b in itertools.pairwise(bounds))
-        ):
+        if not valid_bounds(bounds):
             raise ValueError(f"{family}: expected strictly increasing positive finite bounds")
         result[family] = tuple(float(b) for b in bounds)
     return result

@@ -10,6 +10,7 @@ can be measured on data; `fit` chooses bounds that keep it small.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,31 @@ HEADROOM = 4.0  # coverage reaches this many times p99: where an incident takes 
 CANDIDATE_STEPS = (-12, -8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8, 12)  # in standard errors
 COVERAGE = 6  # bounds kept for coverage of the whole range (when the budget allows)
 SIGNIFICANT = 3  # fitted bounds are rounded to this many significant digits
+
+
+def positive_bounds(values: object) -> bool:
+    """A non-empty list of positive finite numbers (bools are not numbers here)."""
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(
+            isinstance(b, int | float) and not isinstance(b, bool) and 0 < b < math.inf
+            for b in values
+        )
+    )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def increasing(values: Sequence[float]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(values))
+
+
+def valid_bounds(values: object) -> bool:
+    """Histogram bounds as Prometheus and vLLM accept them: positive, finite, increasing."""
+    return positive_bounds(values) and increasing(values)  # type: ignore[arg-type]
 
 
 class SamplesError(ValueError):

@@ -4,9 +4,7 @@ fit histogram buckets to latencies."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -110,15 +108,7 @@ def _bound_list(text: str) -> list[float]:
         bounds = json.loads(text)
     except json.JSONDecodeError:
         bounds = None
-    if (
-        not isinstance(bounds, list)
-        or not bounds
-        or not all(
-            isinstance(b, int | float) and not isinstance(b, bool) and 0 < b < math.inf
-            for b in bounds
-        )
-        or any(a >= b for a, b in itertools.pairwise(bounds))
-    ):
+    if not buckets.valid_bounds(bounds):
         raise argparse.ArgumentTypeError(
             f"expected a JSON list of increasing positive bounds like [0.1, 0.5, 2], found {text!r}"
         )

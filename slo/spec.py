@@ -8,7 +8,6 @@ raises anything but SpecError.
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 import re
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from exporters import catalog
+from slo import buckets as slo_buckets
 from slo import burnrate, duration, selector
 from slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
 
@@ -326,13 +326,9 @@ class _Checker:
             if phase not in catalog.PHASES:
                 continue
             path = ("buckets", phase)
-            if (
-                not isinstance(bounds, list)
-                or not bounds
-                or not all(_is_number(b) and 0 < b < math.inf for b in bounds)
-            ):
+            if not slo_buckets.positive_bounds(bounds):
                 self.problem(path, "a non-empty list of positive finite numbers (seconds)", bounds)
-            elif any(a >= b for a, b in itertools.pairwise(bounds)):
+            elif not slo_buckets.increasing(bounds):
                 self.problem(path, "bounds in strictly increasing order", _Found(str(bounds)))
             else:
                 result[phase] = tuple(float(b) for b in bounds)
