@@ -295,7 +295,28 @@ def gpu() -> dict[str, Any]:
     layout.add(_series("GPUs up", "0 is a GPU that fell off the bus or a source that does not answer.", "short",
                        _target(f"{m.GPU_UP.name}{sel}", per_gpu, "A"),
                        _target(f"{m.GPU_EXPORTER_SOURCE_UP.name}{sel}", "source {{source}}", "B")))  # fmt: skip
+    layout.row("Serving pods (dcgm-exporter with Kubernetes pod mapping)")
+    for title, metric, unit in (
+        ("GPU utilisation by serving pod", m.GPU_UTILIZATION, "percentunit"),
+        ("GPU memory by serving pod", m.GPU_MEMORY_USED, "bytes"),
+    ):
+        layout.add(_series(title, f"{metric.help} Per GPU a serving pod holds, with the model it serves. "
+                           "Low at a growing queue means the engine waits outside the GPU (CPU, "
+                           "tokenizer, network); empty means the GPU source has no pod labels.", unit,
+                           _target(_by_serving_pod(metric), f"{{{{{m.NAMESPACE}}}}}/{{{{{m.POD}}}}} "
+                                   f"{{{{{m.MODEL}}}}} gpu {{{{{m.GPU}}}}}")))  # fmt: skip
     return _dashboard("GPUs", "gpu", "dashboards/generator.py", None, layout.panels)
+
+
+def _by_serving_pod(metric: catalog.Metric) -> str:
+    """`metric` per GPU joined to the model its pod serves, on pod and namespace. topk
+    keeps one model per pod, so a pod serving two names cannot break the join."""
+    pod = f"{catalog.NAMESPACE}, {catalog.POD}"
+    gpu = (
+        f'max by ({pod}, {catalog.GPU}) ({metric.name}{{instance=~"$instance", {catalog.POD}!=""}})'
+    )
+    models = f"group by ({pod}, {catalog.MODEL}) ({catalog.REQUESTS_RUNNING.name})"
+    return f"{gpu} * on ({pod}) group_left ({catalog.MODEL}) topk by ({pod}) (1, {models})"
 
 
 def files(spec: Spec) -> dict[str, str]:

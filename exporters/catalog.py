@@ -372,6 +372,10 @@ GPU = "gpu"  # the index
 UUID = "uuid"
 GPU_NAME = "gpu_name"
 GPU_LABELS = (GPU, UUID, GPU_NAME)
+# Kubernetes' labels, set on serving series by service discovery and on GPU series by
+# dcgm-exporter's pod mapping: the GPU dashboard joins the two on them.
+POD = "pod"
+NAMESPACE = "namespace"
 REASON = "reason"
 KIND = "kind"
 PID = "pid"
@@ -516,7 +520,7 @@ class DCGM:
     # dcgm-exporter label -> ours, passed through so GPU series join serving series.
     PASSTHROUGH = MappingProxyType(
         {
-            "Hostname": "hostname", "hostname": "hostname", "pod": "pod", "namespace": "namespace",
+            "Hostname": "hostname", "hostname": "hostname", "pod": POD, "namespace": NAMESPACE,
             "container": "container", "GPU_I_PROFILE": "mig_profile", "GPU_I_ID": "mig_instance",
         }
     )  # fmt: skip

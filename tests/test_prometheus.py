@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,68 +9,46 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from exporters import catalog
 from exporters.sidecar import SidecarCollector
 from simulator.latency import Profile
 from simulator.server import Config, create_app
-from tests import loopback
+from tests import loopback, prometheus_server
 from tests.test_sidecar import MODEL, load
 
 SCRAPE_SECONDS = 1
-WAIT_SECONDS = 30
 
 
 @contextmanager
-def prometheus(folder: Path, jobs: dict[str, list[str]], rules: list[Path] = ()) -> Iterator[str]:  # type: ignore[assignment]
+def prometheus(
+    folder: Path,
+    jobs: dict[str, list[str]],
+    rules: list[Path] = (),  # type: ignore[assignment]
+    labels: dict[str, dict[str, str]] | None = None,
+) -> Iterator[str]:
     """Debian's Prometheus scraping each job's targets (host:port) every second, with
-    `rules` loaded and evaluated every second; yields its URL."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: run `make test` (it installs Debian's prometheus)")
+    `rules` loaded and evaluated every second; yields its URL. `labels` adds target labels
+    per job, as Kubernetes service discovery would (pod, namespace)."""
     config = {
         "global": {
             "scrape_interval": f"{SCRAPE_SECONDS}s",
             "evaluation_interval": f"{SCRAPE_SECONDS}s",
         },
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": targets}]}
+            {
+                "job_name": job,
+                "static_configs": [{"targets": targets, "labels": (labels or {}).get(job, {})}],
+            }
             for job, targets in jobs.items()
         ],
         "rule_files": [str(rule) for rule in rules],
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = loopback.free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address={loopback.HOST}:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://{loopback.HOST}:{port}"
     try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"prometheus did not start: {process.stderr.read().decode()[-2000:]}"
-                )
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+        with prometheus_server.running(folder, config) as url:
+            yield url
+    except prometheus_server.NotStarted as error:
+        pytest.fail(str(error))
 
 
 def query(url: str, promql: str) -> list[dict]:
@@ -92,7 +68,7 @@ def test_prometheus_sees_every_catalog_histogram_with_data(tmp_path: Path) -> No
         target = exporter.removeprefix("http://").removesuffix("/metrics")
         with prometheus(tmp_path, {"llm": [target]}) as url:
             histograms = [m.count for m in catalog.PHASES.values()]
-            deadline = time.monotonic() + WAIT_SECONDS
+            deadline = time.monotonic() + prometheus_server.WAIT_SECONDS
             while True:
                 missing = [h for h in histograms if not query(url, f'{h}{{model="{MODEL}"}} > 0')]
                 if not missing or time.monotonic() > deadline:
