@@ -12,7 +12,7 @@ DASHBOARDS_DIR ?= dashboards/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help generate test check lint promtool-check golden bench promtool clean
+.PHONY: help generate test check lint promtool-check golden bench bench-queries promtool clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their
 	$(BIN)/python -m bench.exporter
 	$(BIN)/python -m bench.buckets
 	$(BIN)/python -m bench.tracing
+
+bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models and time the dashboards' queries (about 30 min, 5 GB of /tmp)
+	$(BIN)/python -m bench.queries
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \

@@ -30,18 +30,20 @@ def running(folder: Path, config: dict, data: Path | None = None, *flags: str) -
         raise NotStarted("prometheus not found: run `make promtool` (Debian's prometheus)")
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = loopback.free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={data or folder / 'data'}",
-            f"--web.listen-address={loopback.HOST}:{port}",
-            "--log.level=warn",
-            *flags,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = folder / "prometheus.log"  # a file, not a pipe: a full pipe would stall Prometheus
+    with log.open("w") as stderr:  # Popen keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={data or folder / 'data'}",
+                f"--web.listen-address={loopback.HOST}:{port}",
+                "--log.level=warn",
+                *flags,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://{loopback.HOST}:{port}"
     try:
         deadline = time.monotonic() + WAIT_SECONDS
@@ -52,9 +54,9 @@ def running(folder: Path, config: dict, data: Path | None = None, *flags: str) -
             except requests.ConnectionError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise NotStarted(
-                    f"prometheus did not start: {process.stderr.read().decode()[-2000:]}"
-                )
+                process.terminate()
+                process.wait(timeout=60)
+                raise NotStarted(f"prometheus did not start: {log.read_text()[-2000:]}")
             time.sleep(0.2)
         yield url
     finally:

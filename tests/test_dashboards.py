@@ -244,3 +244,32 @@ def test_client_side_latency_panels_show_exemplars() -> None:
     assert all(
         'job!="vllm"' in expr and expr.startswith("histogram_quantile(0.99,") for expr in flagged
     )
+
+
+def test_the_query_benchmark_compares_each_panel_with_its_raw_form() -> None:
+    """bench/queries.py times each panel that reads a recording rule against the raw
+    expression the rule stands for: no recorded name may survive the replacement, and the
+    rules are backfilled only after every rule they read."""
+    from bench import queries
+
+    s = queries.bench_spec()
+    groups = generator.rule_groups(s)
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    forms = queries.raw_forms(s)
+    timed = queries.panels(s)
+    assert {slo.name for slo in s.slos} == set(queries.SLOS)
+    assert len(timed) == 3 * len(s.slos) + 2 * len(catalog.PHASES)  # SLI, budget, burn; phases
+    for _, title, targets in timed:
+        for target in targets:
+            raw = queries.unrecorded(target, forms)
+            assert raw != target, title
+            assert not set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", raw)) & recorded, (title, raw)
+    done: set[str] = set()
+    staged = [r for stage in queries.stages(groups) for g in stage for r in g["rules"]]
+    assert len(staged) == sum(1 for g in groups for r in g["rules"] if "record" in r)
+    for stage in queries.stages(groups):
+        rules = [r for g in stage for r in g["rules"]]
+        for rule in rules:
+            reads = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["expr"])) & recorded
+            assert reads <= done, (rule["record"], reads - done)
+        done |= {r["record"] for r in rules}

@@ -1,0 +1,308 @@
+"""Benchmark: the dashboards' queries over 30 days, with and without the recording rules.
+
+Backfills `--days` of 1-minute samples for `--models` models (bench/history.py) into a
+Prometheus TSDB with `promtool tsdb create-blocks-from openmetrics`, then the SLO file's
+recording rules with `create-blocks-from rules`. The rule backfiller cannot read a rule
+it writes in the same run, so the rules go in dependency order, one stage at a time,
+each read from a Prometheus started on the blocks so far. Then it times every SLO
+overview and serving panel that reads a recording rule, over the whole range at a 30m
+step (what Grafana asks for on a 30-day dashboard), as generated and with each recorded
+series replaced by the raw expression it stands for, and prints the ratios.
+
+The SLO file is slo/default.yaml cut to the SLOs the history has data for (availability
+and TTFT). Target (issue 7): the 30-day p99 TTFT panel at least 20x faster than the raw
+histogram_quantile.
+
+    .venv/bin/python -m bench.queries [--days 30] [--models 20] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from bench import history
+from dashboards import generator as dashboards
+from exporters import catalog
+from rules import generator
+from slo import duration, spec
+from slo.model import Spec
+from tests import prometheus_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOS = ("availability", "ttft")
+STEP = "30m"
+RUNS = 3
+VARIABLES = {"$service": "", "$model": ".*", "$instance": ".*"}
+FLAGS = (
+    "--storage.tsdb.retention.time=3650d",  # keep backfilled months
+    "--query.timeout=10m",
+    "--query.max-samples=1000000000",
+)
+SELECTOR = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<matchers>[^}]*)\}")
+MATCHER = re.compile(r'(\w+)\s*(?:=~|!=|!~|=)\s*"([^"]*)"')
+
+
+def bench_spec() -> Spec:
+    default = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
+    return dataclasses.replace(default, slos=tuple(s for s in default.slos if s.name in SLOS))
+
+
+def stages(groups: list[dict]) -> list[list[dict]]:
+    """The recording rules in dependency order: stage n reads only raw series and the
+    rules of stages before it. Groups keep their names; alerts are dropped."""
+    records = [(g["name"], rule) for g in groups for rule in g["rules"] if "record" in rule]
+    names = {rule["record"] for _, rule in records}
+    level = dict.fromkeys(names, 0)
+    changed = True
+    while changed:  # the names form a DAG; this settles in its depth
+        changed = False
+        for _, rule in records:
+            reads = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["expr"])) & names
+            want = 1 + max((level[n] for n in reads), default=0)
+            if want > level[rule["record"]]:
+                level[rule["record"]], changed = want, True
+    out: list[list[dict]] = []
+    for stage in range(1, max(level.values()) + 1):
+        by_group: dict[str, list[dict]] = {}
+        for group, rule in records:
+            if level[rule["record"]] == stage:
+                by_group.setdefault(group, []).append(rule)
+        out.append([{"name": name, "rules": rules} for name, rules in by_group.items()])
+    return out
+
+
+def raw_forms(s: Spec) -> dict[tuple[str, str], str]:
+    """What each recorded series a dashboard reads stands for, in raw series: keyed by
+    the record name and its SLO (or quantile) label."""
+    forms: dict[tuple[str, str], str] = {}
+    for slo in s.slos:
+        for window in generator.windows(s):
+            bad, total = generator.sli_rates(s, slo, window)
+            ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(window))
+            forms[ratio, slo.name] = f"(({bad}) / ({total}))"
+        period = forms[catalog.SLI_ERROR_RATIO.format(window=duration.promql(s.period)), slo.name]
+        budget = generator.number(slo.error_budget)
+        forms[catalog.SLO_BUDGET_REMAINING, slo.name] = f"(1 - {period} / {budget})"
+    level = generator.phase_level(s)
+    groups = generator.rule_groups(s)
+    recorded = {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
+    for metric in catalog.PHASES.values():
+        name = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric.name)
+        buckets = recorded[name]
+        forms[name, ""] = f"({buckets})"
+        for q in catalog.PHASE_QUANTILES:
+            name = catalog.PHASE_QUANTILE.format(level=level, metric=metric.name)
+            forms[name, str(q)] = f"histogram_quantile({q}, {buckets})"
+    return forms
+
+
+def unrecorded(expr: str, forms: dict[tuple[str, str], str]) -> str:
+    """`expr` with every recorded series replaced by its raw form; the model matcher
+    must be the dashboard's All (`.*`), which the raw forms keep."""
+    names = {name for name, _ in forms}
+
+    def replace(match: re.Match[str]) -> str:
+        if match["name"] not in names:
+            return match[0]
+        matchers = dict(MATCHER.findall(match["matchers"]))
+        assert matchers.get(catalog.MODEL, ".*") == ".*", match[0]
+        key = matchers.get(catalog.SLO) or matchers.get(catalog.QUANTILE) or ""
+        return forms[match["name"], key]
+
+    return SELECTOR.sub(replace, expr)
+
+
+def filled(expr: str, s: Spec) -> str:
+    for variable, value in {**VARIABLES, "$service": s.service}.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def panels(s: Spec) -> list[tuple[str, str, list[str]]]:
+    """(dashboard, panel title, its targets) for every panel that reads a recording rule."""
+    out = []
+    forms = raw_forms(s)
+    slos = {slo.name for slo in s.slos}
+    for board in (dashboards.slo_overview(s), dashboards.serving(s)):
+        row = ""
+        for panel in board["panels"]:
+            if panel["type"] == "row":
+                row = panel["title"].split(":")[0]
+                continue
+            exprs = [t["expr"] for t in panel["targets"] if t["refId"] != dashboards.EXEMPLAR_REF]
+            targets = [filled(e, s) for e in exprs]
+            if any(unrecorded(t, forms) != t for t in targets):
+                title = f"{row}: {panel['title']}" if row in slos else panel["title"]
+                out.append((board["title"].split(": ")[1], title[:48], targets))
+    return out
+
+
+def run(*command: str | Path) -> None:
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+    if done.returncode:
+        shown = " ".join(map(str, command))
+        sys.exit(f"{shown} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def idle(url: str, quiet_seconds: float = 0.2) -> None:
+    """Wait until Prometheus' own CPU time stops growing (startup compaction is done)."""
+
+    def cpu() -> float:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        return float(re.search(r"^process_cpu_seconds_total (\S+)$", text, re.M)[1])
+
+    before = cpu()
+    while True:
+        time.sleep(3)
+        now = cpu()
+        if now - before < quiet_seconds:
+            return
+        before = now
+
+
+def backfill(work: Path, s: Spec, days: int, models: int, end: int) -> Path:
+    data = work / "data"
+    started = time.monotonic()
+    samples = history.write(work / "history.om", models, days, end)
+    size = (work / "history.om").stat().st_size
+    took = time.monotonic() - started
+    print(f"history: {samples:,} samples, {size / 1e9:.2f} GB of OpenMetrics, {took:.0f} s")
+    started = time.monotonic()
+    run("promtool", "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=720h",
+        work / "history.om", data)  # fmt: skip
+    (work / "history.om").unlink()
+    print(f"raw blocks: {time.monotonic() - started:.0f} s")
+    config = {"global": {"scrape_interval": "1m"}}
+    start = end - days * history.DAY
+    for index, groups in enumerate(stages(generator.rule_groups(s)), 1):
+        started = time.monotonic()
+        rules = work / f"stage{index}.rules.yaml"
+        rules.write_text(yaml.safe_dump({"groups": groups}, width=1_000_000))
+        out = work / f"stage{index}"
+        with prometheus_server.running(work, config, data, *FLAGS) as url:
+            window = (f"--start={start}", f"--end={end}", "--eval-interval=60s")
+            run("promtool", "tsdb", "create-blocks-from", "rules", f"--url={url}", *window,
+                f"--output-dir={out}", "--quiet", rules)  # fmt: skip
+        for block in out.iterdir():
+            shutil.move(block, data / block.name)
+        count = sum(len(g["rules"]) for g in groups)
+        print(f"rules stage {index}: {count} rules, {time.monotonic() - started:.0f} s")
+    return data
+
+
+Points = dict[tuple[str, float], float]
+
+
+def timed(url: str, expr: str, start: int, end: int) -> tuple[float, Points]:
+    """Median seconds of RUNS range queries (after one warm-up), and the answer's points
+    by model and time."""
+    params = {"query": expr, "start": start, "end": end, "step": STEP}
+    seconds = []
+    for _ in range(RUNS + 1):
+        began = time.perf_counter()
+        answer = requests.get(f"{url}/api/v1/query_range", params=params, timeout=900).json()
+        seconds.append(time.perf_counter() - began)
+        if answer["status"] != "success":
+            sys.exit(f"query failed: {answer}\n{expr}")
+    points = {
+        (_identity(series["metric"]), t): float(v)
+        for series in answer["data"]["result"]
+        for t, v in series["values"]
+    }
+    return statistics.median(seconds[1:]), points
+
+
+def _identity(labels: dict[str, str]) -> str:
+    """What tells a panel's series apart in both forms: the raw form lacks the rules' labels."""
+    return f"{labels.get(catalog.MODEL, '')}/{labels.get(catalog.LE, '')}"
+
+
+def difference(recorded: Points, raw: Points) -> float:
+    """The largest relative difference between the two answers where both have a number:
+    0 where the rule records exactly the raw expression, small where the rule averages
+    5m rates over a long window and the raw expression takes one rate over it."""
+    worst = 0.0
+    for key, want in raw.items():
+        got = recorded.get(key, math.nan)
+        if not (math.isnan(got) or math.isnan(want) or math.isinf(want)):
+            worst = max(worst, abs(got - want) / max(abs(want), 1e-9))
+    return worst
+
+
+def measure(url: str, s: Spec, days: int, end: int) -> float:
+    """Print each panel's time as generated and raw; return the p99 TTFT panel's ratio."""
+    start = end - days * history.DAY
+    forms = raw_forms(s)
+    print(f"\nqueries over {days}d at step {STEP}, median of {RUNS} after a warm-up")
+    print("| dashboard | panel | targets | with rules ms | raw ms | raw/with | points | max diff |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for board, title, targets in panels(s):
+        recorded = [timed(url, t, start, end) for t in targets]
+        raw = [timed(url, unrecorded(t, forms), start, end) for t in targets]
+        points = sum(len(p) for _, p in recorded)
+        if points == 0 and not any(p for _, p in raw):
+            continue  # a phase the history has no data for
+        fast, slow = sum(t for t, _ in recorded), sum(t for t, _ in raw)
+        diff = max(difference(r, w) for (_, r), (_, w) in zip(recorded, raw, strict=True))
+        print(f"| {board} | {title} | {len(targets)} | {fast * 1000:,.1f} | {slow * 1000:,.1f} "
+              f"| {slow / fast:,.1f}x | {points:,} | {diff:.1e} |")  # fmt: skip
+    metric = catalog.TIME_TO_FIRST_TOKEN.name
+    level = generator.phase_level(s)
+    buckets = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric)
+    quantile = catalog.PHASE_QUANTILE.format(level=level, metric=metric)
+    variants = {
+        "raw histogram_quantile": unrecorded(f'{quantile}{{quantile="0.99"}}', forms),
+        "quantile of the recorded sum by (le, model)":
+            f'histogram_quantile(0.99, {buckets}{{service="{s.service}"}})',
+        "recorded quantile": f'{quantile}{{service="{s.service}", quantile="0.99"}}',
+    }  # fmt: skip
+    print(f"\np99 TTFT over {days}d per model (target: recorded quantile >= 20x faster than raw)")
+    print("| query | ms | points | raw / this | max diff |")
+    print("| --- | --- | --- | --- | --- |")
+    times = {name: timed(url, expr, start, end) for name, expr in variants.items()}
+    base, raw_points = times["raw histogram_quantile"]
+    for name, (seconds, points) in times.items():
+        print(f"| {name} | {seconds * 1000:,.1f} | {len(points):,} | {base / seconds:,.1f}x "
+              f"| {difference(points, raw_points):.1e} |")  # fmt: skip
+    return base / times["recorded quantile"][0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--models", type=int, default=20)
+    parser.add_argument("--workdir", type=Path, help="keep the TSDB here (default: a temp dir)")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows through a pipe
+    if shutil.which("promtool") is None:
+        sys.exit("promtool not found: run `make promtool` (Debian's prometheus)")
+    version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True)
+    print(f"machine: {os.cpu_count()} cores; {version.stdout.splitlines()[0]}")
+    s = bench_spec()
+    end = int(time.time()) // history.MINUTE * history.MINUTE
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        data = backfill(Path(work), s, args.days, args.models, end)
+        blocks = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+        print(f"TSDB: {blocks / 1e9:.2f} GB")
+        with prometheus_server.running(Path(work), {"global": {}}, data, *FLAGS) as url:
+            idle(url)
+            ratio = measure(url, s, args.days, end)
+    return 0 if ratio >= 20 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
