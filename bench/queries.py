@@ -52,9 +52,12 @@ FLAGS = (
     "--query.timeout=10m",
     "--query.max-samples=1000000000",
 )
-# promtool rounds this down to its 486h range. Without it the rules backfiller writes a
-# block per rule per 2h: tens of thousands, and Prometheus runs out of file descriptors.
-BLOCKS = "--max-block-duration=720h"
+# promtool rounds these down to its 2h x 3^n ranges. Without a maximum the rules
+# backfiller writes a block per rule per 2h: tens of thousands, and Prometheus runs out
+# of file descriptors. Its block is one range query at the rule interval, which the API
+# caps at 11,000 points: 162h at 1m.
+RAW_BLOCKS = "--max-block-duration=720h"
+RULE_BLOCKS = "--max-block-duration=162h"
 SELECTOR = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<matchers>[^}]*)\}")
 MATCHER = re.compile(r'(\w+)\s*(?:=~|!=|!~|=)\s*"([^"]*)"')
 
@@ -161,20 +164,23 @@ def run(*command: str | Path) -> None:
         sys.exit(f"{shown} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def idle(url: str, quiet_seconds: float = 0.2) -> None:
-    """Wait until Prometheus' own CPU time stops growing (startup compaction is done)."""
+def settled(url: str) -> None:
+    """Wait until Prometheus has merged the backfilled blocks, as a live one would have:
+    its TSDB loop first runs a minute after start, then compacts without pause."""
 
-    def cpu() -> float:
+    def read(name: str) -> float:
         text = requests.get(f"{url}/metrics", timeout=10).text
-        return float(re.search(r"^process_cpu_seconds_total (\S+)$", text, re.M)[1])
+        return float(re.search(rf"^{name} (\S+)$", text, re.M)[1])
 
-    before = cpu()
+    time.sleep(max(0.0, read("process_start_time_seconds") + 75 - time.time()))
+    before = read("process_cpu_seconds_total")
     while True:
-        time.sleep(3)
-        now = cpu()
-        if now - before < quiet_seconds:
-            return
+        time.sleep(5)
+        now = read("process_cpu_seconds_total")
+        if now - before < 0.25:
+            break
         before = now
+    print(f"blocks after compaction: {read('prometheus_tsdb_blocks_loaded'):.0f}")
 
 
 def backfill(work: Path, s: Spec, days: int, models: int, end: int) -> None:
@@ -185,7 +191,8 @@ def backfill(work: Path, s: Spec, days: int, models: int, end: int) -> None:
     took = time.monotonic() - started
     print(f"history: {samples:,} samples, {size / 1e9:.2f} GB of OpenMetrics, {took:.0f} s")
     started = time.monotonic()
-    run("promtool", "tsdb", "create-blocks-from", "openmetrics", BLOCKS, work / "history.om", data)
+    backfiller = ("promtool", "tsdb", "create-blocks-from")
+    run(*backfiller, "openmetrics", RAW_BLOCKS, work / "history.om", data)
     (work / "history.om").unlink()
     print(f"raw blocks: {time.monotonic() - started:.0f} s")
     config = {"global": {"scrape_interval": "1m"}}
@@ -197,8 +204,8 @@ def backfill(work: Path, s: Spec, days: int, models: int, end: int) -> None:
         out = work / f"stage{index}"
         with prometheus_server.running(work, config, data, *FLAGS) as url:
             window = (f"--start={start}", f"--end={end}", "--eval-interval=60s")
-            run("promtool", "tsdb", "create-blocks-from", "rules", f"--url={url}", *window, BLOCKS,
-                f"--output-dir={out}", "--quiet", rules)  # fmt: skip
+            run(*backfiller, "rules", f"--url={url}", *window, RULE_BLOCKS, f"--output-dir={out}",
+                "--quiet", rules)  # fmt: skip
         for block in out.iterdir():
             shutil.move(block, data / block.name)
         count = sum(len(g["rules"]) for g in groups)
@@ -312,7 +319,7 @@ def main() -> int:
         blocks = sum(f.stat().st_size for f in (work / "data").rglob("*") if f.is_file())
         print(f"TSDB: {blocks / 1e9:.2f} GB")
         with prometheus_server.running(work, {"global": {}}, work / "data", *FLAGS) as url:
-            idle(url)
+            settled(url)
             ratio = measure(url, s, args.days, end)
     finally:
         if args.workdir is None:
