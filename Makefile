@@ -46,7 +46,7 @@ bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their
 	$(BIN)/python -m bench.buckets
 	$(BIN)/python -m bench.tracing
 
-bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models and time the dashboards' queries (about 30 min, 5 GB of /tmp)
+bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models, time the dashboards' queries (about 20 min, 4 GB of /tmp)
 	$(BIN)/python -m bench.queries
 
 $(VENV)/.installed: pyproject.toml
