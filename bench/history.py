@@ -1,6 +1,6 @@
 """A synthetic serving history in OpenMetrics text, for promtool to backfill.
 
-Per model, one sample a minute of `llm_requests_total{model, outcome}` and of the TTFT
+Per model, one sample a minute of the requests counter (by outcome) and of the TTFT
 histogram, as the sidecar would expose them behind `job="vllm"`: a daily traffic cycle,
 lognormal TTFT with a per-model median, and incidents (TTFT 6x slower, 5 % errors, more
 rejections) a few hours long. Counters are floors of exact running sums, so they are
