@@ -17,6 +17,7 @@ from grafanalib._gen import DashboardEncoder
 
 from exporters import catalog
 from rules import generator
+from rules import gpu as gpu_rules
 from slo import burnrate, duration
 from slo.model import SLO, Spec
 
@@ -311,7 +312,7 @@ def gpu() -> dict[str, Any]:
 def _by_serving_pod(metric: catalog.Metric) -> str:
     """`metric` per GPU joined to the model its pod serves, on pod and namespace. topk
     keeps one model per pod, so a pod serving two names cannot break the join."""
-    pod = f"{catalog.NAMESPACE}, {catalog.POD}"
+    pod = gpu_rules.JOIN
     gpu = (
         f'max by ({pod}, {catalog.GPU}) ({metric.name}{{instance=~"$instance", {catalog.POD}!=""}})'
     )

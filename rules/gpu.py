@@ -17,7 +17,7 @@ from slo.selector import Matcher, Selector
 
 RUNBOOK = "gpu.md"
 GROUP = "llm-slo:gpu"
-JOIN = "namespace, pod"
+JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"
 NOT_THROTTLING = ("gpu_idle", "applications_clocks_setting", "display_clock_setting")
 MEMORY_FULL = 0.95
 IDLE = 0.05
@@ -147,6 +147,34 @@ def _check(alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base:
     return {"alertname": alert.name, "eval_time": at, "exp_alerts": expected}
 
 
+def _pod_case(
+    name: str,
+    alert: GpuAlert,
+    utilization: str,
+    waiting: tuple[str, str],
+    at: tuple[str, str],
+    runbook_base: str,
+) -> dict[str, Any]:
+    """A join test: pods a and b (GPUs 0 and 1) at the same utilisation with different
+    queues; nothing fires at `at[0]`, only pod a at `at[1]`."""
+    pods = ("a", "b")
+    series = []
+    for gpu, (pod, queue) in enumerate(zip(pods, waiting, strict=True)):
+        where = {m.NAMESPACE: "llm", m.POD: pod}
+        series += [
+            {"series": _series(m.GPU_UTILIZATION, str(gpu), **where), "values": utilization},
+            {"series": _series(m.REQUESTS_WAITING, **{m.MODEL: "m"}, **where), "values": queue},
+        ]
+    return {
+        "name": name,
+        "input_series": series,
+        "alert_rule_test": [
+            _check(alert, at[0], [], runbook_base),
+            _check(alert, at[1], [{m.NAMESPACE: "llm", m.POD: pods[0]}], runbook_base),
+        ],
+    }
+
+
 def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
     """One promtool test per alert: a case that fires, with its exact labels and
     annotations, next to a near miss that must not."""
@@ -234,68 +262,25 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
                 ),
             ],
         },
-        {  # Pod a: idle GPU, 5 waiting. Pod b: idle GPU, nothing waiting (just quiet).
-            "name": "an idle GPU with requests waiting in its pod pages after 10m; "
-            "a quiet pod never does",
-            "input_series": [
-                {
-                    "series": _series(m.GPU_UTILIZATION, "0", namespace="llm", pod="a"),
-                    "values": "0.01x30",
-                },
-                {
-                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="a"),
-                    "values": "5x30",
-                },
-                {
-                    "series": _series(m.GPU_UTILIZATION, "1", namespace="llm", pod="b"),
-                    "values": "0.01x30",
-                },
-                {
-                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="b"),
-                    "values": "0x30",
-                },
-            ],
-            "alert_rule_test": [
-                _check(a[m.ALERT_GPU_IDLE_WAITING], "9m", [], runbook_base),
-                _check(
-                    a[m.ALERT_GPU_IDLE_WAITING],
-                    "12m",
-                    [{"namespace": "llm", "pod": "a"}],
-                    runbook_base,
-                ),
-            ],
-        },
-        {  # Pod a: saturated, queue +1 a minute. Pod b: saturated, queue steady at 10.
-            "name": "a saturated GPU with a growing queue opens a ticket after 15m; "
+        # Pod a: idle GPU, 5 waiting. Pod b: idle GPU, nothing waiting (just quiet).
+        _pod_case(
+            "an idle GPU with requests waiting in its pod pages after 10m; a quiet pod never does",
+            a[m.ALERT_GPU_IDLE_WAITING],
+            "0.01x30",
+            ("5x30", "0x30"),
+            ("9m", "12m"),
+            runbook_base,
+        ),
+        # Pod a: saturated, queue +1 a minute. Pod b: saturated, queue steady at 10.
+        _pod_case(
+            "a saturated GPU with a growing queue opens a ticket after 15m; "
             "a steady queue never does",
-            "input_series": [
-                {
-                    "series": _series(m.GPU_UTILIZATION, "0", namespace="llm", pod="a"),
-                    "values": "0.99x40",
-                },
-                {
-                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="a"),
-                    "values": "0+1x40",
-                },
-                {
-                    "series": _series(m.GPU_UTILIZATION, "1", namespace="llm", pod="b"),
-                    "values": "0.99x40",
-                },
-                {
-                    "series": _series(m.REQUESTS_WAITING, model="m", namespace="llm", pod="b"),
-                    "values": "10x40",
-                },
-            ],
-            "alert_rule_test": [
-                _check(a[m.ALERT_GPU_SATURATED], "10m", [], runbook_base),
-                _check(
-                    a[m.ALERT_GPU_SATURATED],
-                    "20m",
-                    [{"namespace": "llm", "pod": "a"}],
-                    runbook_base,
-                ),
-            ],
-        },
+            a[m.ALERT_GPU_SATURATED],
+            "0.99x40",
+            ("0+1x40", "10x40"),
+            ("10m", "20m"),
+            runbook_base,
+        ),
     ]
     return {
         "rule_files": [rule_file],
