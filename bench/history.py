@@ -1,7 +1,7 @@
 """A synthetic serving history in OpenMetrics text, for promtool to backfill.
 
 Per model, one sample a minute of the requests counter (by outcome) and of the TTFT
-histogram, as the sidecar would expose them behind `job="vllm"`: a daily traffic cycle,
+histogram, as the sidecar would expose them behind the SLO file's selector: a daily cycle,
 lognormal TTFT with a per-model median, and incidents (TTFT 6x slower, 5 % errors, more
 rejections) a few hours long. Counters are floors of exact running sums, so they are
 monotonic and every bucket is at most the next one. Seeded: the same arguments write the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -34,7 +34,7 @@ SHARES = {
 @dataclass(frozen=True)
 class Model:
     name: str
-    instance: str
+    target: Mapping[str, str]  # the scrape's labels: the selector's and instance
     per_minute: float  # mean requests a minute
     median_ttft: float  # seconds, outside incidents
     incidents: tuple[tuple[int, int], ...]  # (first, last) minute index
@@ -47,7 +47,7 @@ class Model:
         return self.per_minute * (1 + 0.5 * math.sin(2 * math.pi * minute * MINUTE / DAY))
 
 
-def models(count: int, minutes: int, seed: int = 7) -> list[Model]:
+def models(count: int, minutes: int, selector: Mapping[str, str], seed: int = 7) -> list[Model]:
     rng = random.Random(seed)
     out = []
     for index in range(count):
@@ -58,7 +58,7 @@ def models(count: int, minutes: int, seed: int = 7) -> list[Model]:
         out.append(
             Model(
                 name=f"model-{index + 1:02d}",
-                instance=f"vllm-{index + 1:02d}:8000",
+                target={**selector, "instance": f"10.0.0.{index + 1}:8000"},
                 per_minute=rng.uniform(20, 200),
                 median_ttft=rng.uniform(0.15, 0.8),
                 incidents=tuple(incidents),
@@ -73,7 +73,7 @@ def _cdf(bound: float, median: float) -> float:
 
 
 def _labels(model: Model, **extra: str) -> str:
-    pairs = {"job": "vllm", "instance": model.instance, catalog.MODEL: model.name, **extra}
+    pairs = {**model.target, catalog.MODEL: model.name, **extra}
     return ",".join(f'{k}="{v}"' for k, v in pairs.items())
 
 
@@ -127,13 +127,13 @@ def _ttft(model: Model, minutes: int) -> Iterator[tuple[str, list[float]]]:
     yield f"{metric.sum}{{{_labels(model)}}}", totals
 
 
-def write(path: Path, count: int, days: int, end: int) -> int:
+def write(path: Path, count: int, days: int, end: int, selector: Mapping[str, str]) -> int:
     """The history of `count` models over `days` ending at `end` (unix seconds, on a
-    minute) into `path`; returns the number of samples written."""
+    minute), scraped behind `selector`'s labels, into `path`; returns the samples written."""
     minutes = days * DAY // MINUTE
     start = end - (minutes - 1) * MINUTE
     stamps = [str(start + i * MINUTE) for i in range(minutes)]
-    population = models(count, minutes)
+    population = models(count, minutes, selector)
     samples = 0
     families = (
         (catalog.REQUESTS, "counter", _requests),

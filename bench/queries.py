@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOS = ("availability", "ttft")
 STEP = "30m"
 RUNS = 3
-VARIABLES = {"$service": "", "$model": ".*", "$instance": ".*"}
+VARIABLES = {"$model": ".*", "$instance": ".*"}  # and $service: the spec's
 FLAGS = (
     "--storage.tsdb.retention.time=3650d",  # keep backfilled months
     "--query.timeout=10m",
@@ -61,7 +61,8 @@ FLAGS = (
 # caps at 11,000 points: 162h at 1m.
 RAW_BLOCKS = "--max-block-duration=720h"
 RULE_BLOCKS = "--max-block-duration=162h"
-SELECTOR = re.compile(r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<matchers>[^}]*)\}")
+NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+SELECTOR = re.compile(rf"(?P<name>{NAME.pattern})\{{(?P<matchers>[^}}]*)\}}")
 MATCHER = re.compile(r'(\w+)\s*(?:=~|!=|!~|=)\s*"([^"]*)"')
 
 
@@ -70,18 +71,27 @@ def bench_spec() -> Spec:
     return dataclasses.replace(default, slos=tuple(s for s in default.slos if s.name in SLOS))
 
 
+def recording_rules(groups: list[dict]) -> list[tuple[str, dict]]:
+    """(group name, rule) for every recording rule; alerts left out."""
+    return [(g["name"], rule) for g in groups for rule in g["rules"] if "record" in rule]
+
+
+def reads(expr: str, names: set[str]) -> set[str]:
+    """Which of `names` an expression reads."""
+    return set(NAME.findall(expr)) & names
+
+
 def stages(groups: list[dict]) -> list[list[dict]]:
     """The recording rules in dependency order: stage n reads only raw series and the
     rules of stages before it. Groups keep their names; alerts are dropped."""
-    records = [(g["name"], rule) for g in groups for rule in g["rules"] if "record" in rule]
+    records = recording_rules(groups)
     names = {rule["record"] for _, rule in records}
     level = dict.fromkeys(names, 0)
     changed = True
     while changed:  # the names form a DAG; this settles in its depth
         changed = False
         for _, rule in records:
-            reads = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["expr"])) & names
-            want = 1 + max((level[n] for n in reads), default=0)
+            want = 1 + max((level[n] for n in reads(rule["expr"], names)), default=0)
             if want > level[rule["record"]]:
                 level[rule["record"]], changed = want, True
     out: list[list[dict]] = []
@@ -107,15 +117,15 @@ def raw_forms(s: Spec) -> dict[tuple[str, str], str]:
         budget = generator.number(slo.error_budget)
         forms[catalog.SLO_BUDGET_REMAINING, slo.name] = f"(1 - {period} / {budget})"
     level = generator.phase_level(s)
-    groups = generator.rule_groups(s)
-    recorded = {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
+    rules = recording_rules(generator.rule_groups(s))
+    recorded = {rule["record"]: rule["expr"] for _, rule in rules}
     for metric in catalog.PHASES.values():
         name = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric.name)
         buckets = recorded[name]
         forms[name, ""] = f"({buckets})"
+        quantile = catalog.PHASE_QUANTILE.format(level=level, metric=metric.name)
         for q in catalog.PHASE_QUANTILES:
-            name = catalog.PHASE_QUANTILE.format(level=level, metric=metric.name)
-            forms[name, str(q)] = f"histogram_quantile({q}, {buckets})"
+            forms[quantile, str(q)] = f"histogram_quantile({q}, {buckets})"
     return forms
 
 
@@ -136,7 +146,7 @@ def unrecorded(expr: str, forms: dict[tuple[str, str], str]) -> str:
 
 
 def filled(expr: str, s: Spec) -> str:
-    for variable, value in {**VARIABLES, "$service": s.service}.items():
+    for variable, value in {"$service": s.service, **VARIABLES}.items():
         expr = expr.replace(variable, value)
     return expr
 
@@ -189,7 +199,7 @@ def settled(url: str) -> None:
 def backfill(work: Path, s: Spec, days: int, models: int, end: int) -> None:
     data = work / "data"
     started = time.monotonic()
-    samples = history.write(work / "history.om", models, days, end)
+    samples = history.write(work / "history.om", models, days, end, s.selector)
     size = (work / "history.om").stat().st_size
     took = time.monotonic() - started
     print(f"history: {samples:,} samples, {size / 1e9:.2f} GB of OpenMetrics, {took:.0f} s")

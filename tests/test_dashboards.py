@@ -64,6 +64,10 @@ def test_grafanas_dashboard_model(name: str) -> None:
                                               "chat-slo-overview.json": ("chat/slo",)}[name])  # fmt: skip
 
 
+# Label names the dashboards group or join by.
+LABELS = {catalog.LE, catalog.MODEL, catalog.OUTCOME, catalog.GPU, catalog.POD, catalog.NAMESPACE}
+
+
 def known_names() -> set[str]:
     names = {"ALERTS"}
     for metric in (
@@ -103,9 +107,7 @@ def test_every_name_a_dashboard_reads_exists_in_the_catalog_or_the_rules() -> No
             cleaned = re.sub(r"\([^()]*\)\s*\(", "(", cleaned)  # `by (le)` grouping labels
             words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", cleaned)) - functions
             words = {
-                w
-                for w in words
-                if not re.fullmatch(r"\d+[smhd]?|le|model|outcome|and|or|gpu|pod|namespace", w)
+                w for w in words if not re.fullmatch(r"\d+[smhd]?|and|or", w) and w not in LABELS
             }
             assert words <= known, (name, expr, words - known)
 
@@ -254,7 +256,7 @@ def test_the_query_benchmark_compares_each_panel_with_its_raw_form() -> None:
 
     s = queries.bench_spec()
     groups = generator.rule_groups(s)
-    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    recorded = {rule["record"] for _, rule in queries.recording_rules(groups)}
     forms = queries.raw_forms(s)
     timed = queries.panels(s)
     assert {slo.name for slo in s.slos} == set(queries.SLOS)
@@ -263,13 +265,12 @@ def test_the_query_benchmark_compares_each_panel_with_its_raw_form() -> None:
         for target in targets:
             raw = queries.unrecorded(target, forms)
             assert raw != target, title
-            assert not set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", raw)) & recorded, (title, raw)
+            assert not queries.reads(raw, recorded), (title, raw)
     done: set[str] = set()
     staged = [r for stage in queries.stages(groups) for g in stage for r in g["rules"]]
-    assert len(staged) == sum(1 for g in groups for r in g["rules"] if "record" in r)
+    assert len(staged) == len(queries.recording_rules(groups))
     for stage in queries.stages(groups):
         rules = [r for g in stage for r in g["rules"]]
         for rule in rules:
-            reads = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["expr"])) & recorded
-            assert reads <= done, (rule["record"], reads - done)
+            assert queries.reads(rule["expr"], recorded) <= done, rule["record"]
         done |= {r["record"] for r in rules}
