@@ -12,7 +12,7 @@ DASHBOARDS_DIR ?= dashboards/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help generate test check lint promtool-check golden bench bench-queries promtool clean
+.PHONY: FORCE help generate test check lint promtool-check golden bench bench-queries promtool clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
@@ -49,11 +49,20 @@ bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their
 bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models, time the dashboards' queries (about 20 min, 4 GB of /tmp)
 	$(BIN)/python -m bench.queries
 
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+# The package's folders install under the llm_slo_stack namespace as a tree of links in
+# build/ (setuptools' strict editable mode: type checkers can follow it, import hooks they
+# cannot). A module added or removed changes .modules and so reinstalls the links.
+PACKAGES := cli dashboards exporters rules simulator slo tracing
+
+$(VENV)/.modules: FORCE
+	@mkdir -p $(VENV) && find $(PACKAGES) -type f -not -path '*/__pycache__/*' | sort > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.modules
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "python3 -m venv failed: installing Debian's python3-venv"; \
 	  rm -rf $(VENV); $(APT) update -q && $(APT) install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	@touch $@
 
 promtool: ## Install promtool (Debian's prometheus package) if it is missing
@@ -63,4 +72,4 @@ promtool: ## Install promtool (Debian's prometheus package) if it is missing
 	    echo "could not install it; run: sudo apt-get install prometheus"; exit 1; }; }
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache *.egg-info

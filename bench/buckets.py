@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 from prometheus_client import Histogram
 
-from exporters import catalog
-from exporters.catalog import VLLM, OTelGenAI
-from slo import buckets
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import VLLM, OTelGenAI
+from llm_slo_stack.slo import buckets
 
 SIZE = 20_000
 FIT_SEED, SCORE_SEED = 1, 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from exporters import catalog
+from llm_slo_stack.exporters import catalog
 
 MINUTE = 60
 DAY = 86_400

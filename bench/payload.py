@@ -6,7 +6,7 @@ import random
 
 from prometheus_client import generate_latest
 
-from simulator.metrics import VLLMMetrics
+from llm_slo_stack.simulator.metrics import VLLMMetrics
 
 ENGINES = 4
 

@@ -38,12 +38,12 @@ import requests
 import yaml
 
 from bench import history
-from dashboards import generator as dashboards
-from exporters import catalog
-from rules import generator
-from slo import duration, spec
-from slo.model import Spec
-from tests import prometheus_server
+from llm_slo_stack.dashboards import generator as dashboards
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules import generator
+from llm_slo_stack.slo import conventions, spec
+from llm_slo_stack.slo.model import Spec
+from tests.support import prometheus as prometheus_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOS = ("availability", "ttft")
@@ -109,21 +109,22 @@ def raw_forms(s: Spec) -> dict[tuple[str, str], str]:
     the record name and its SLO (or quantile) label."""
     forms: dict[tuple[str, str], str] = {}
     for slo in s.slos:
-        for window in generator.windows(s):
-            bad, total = generator.sli_rates(s, slo, window)
-            ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(window))
+        for window in conventions.windows(s):
+            bad, total = conventions.sli_rates(s, slo, window)
+            ratio = catalog.SLI_ERROR_RATIO.format(window=conventions.window(window))
             forms[ratio, slo.name] = f"(({bad}) / ({total}))"
-        period = forms[catalog.SLI_ERROR_RATIO.format(window=duration.promql(s.period)), slo.name]
-        budget = generator.number(slo.error_budget)
+        period = forms[
+            catalog.SLI_ERROR_RATIO.format(window=conventions.window(s.period)), slo.name
+        ]
+        budget = conventions.number(slo.error_budget)
         forms[catalog.SLO_BUDGET_REMAINING, slo.name] = f"(1 - {period} / {budget})"
-    level = generator.phase_level(s)
     rules = recording_rules(generator.rule_groups(s))
     recorded = {rule["record"]: rule["expr"] for _, rule in rules}
     for metric in catalog.PHASES.values():
-        name = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric.name)
+        name = conventions.phase_bucket_rate(s, metric)
         buckets = recorded[name]
         forms[name, ""] = f"({buckets})"
-        quantile = catalog.PHASE_QUANTILE.format(level=level, metric=metric.name)
+        quantile = conventions.phase_quantile(s, metric)
         for q in catalog.PHASE_QUANTILES:
             forms[quantile, str(q)] = f"histogram_quantile({q}, {buckets})"
     return forms
@@ -297,10 +298,8 @@ def measure(url: str, s: Spec, days: int, end: int) -> float:
         diff = max(difference(r.points, w.points) for r, w in zip(recorded, raw, strict=True))
         print(f"| {board} | {title} | {len(targets)} | {fast * 1000:,.1f} | {slow * 1000:,.1f} "
               f"| {slow / fast:,.1f}x | {http:,.1f}x | {points:,} | {diff:.1e} |")  # fmt: skip
-    metric = catalog.TIME_TO_FIRST_TOKEN.name
-    level = generator.phase_level(s)
-    buckets = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric)
-    quantile = catalog.PHASE_QUANTILE.format(level=level, metric=metric)
+    buckets = conventions.phase_bucket_rate(s, catalog.TIME_TO_FIRST_TOKEN)
+    quantile = conventions.phase_quantile(s, catalog.TIME_TO_FIRST_TOKEN)
     variants = {
         "raw histogram_quantile": unrecorded(f'{quantile}{{quantile="0.99"}}', forms),
         "quantile of the recorded sum by (le, model)":

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporters import catalog
-from exporters.catalog import TGI, VLLM, Triton, VLLMLegacy
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import TGI, VLLM, Triton, VLLMLegacy
 
 HISTOGRAM = "histogram"  # an upstream histogram family, bucket bounds scaled
 COUNTER = "counter"  # one upstream sample, summed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from exporters import catalog
+from llm_slo_stack.exporters import catalog
 
 
 class LabelCap:

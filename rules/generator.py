@@ -8,52 +8,33 @@ window's error ratio is bad rate over total rate: a ratio of sums, never a mean 
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Any
 
-from exporters import catalog
-from slo import burnrate, duration
-from slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
-from slo.selector import Matcher, Selector
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import burnrate, duration
+from llm_slo_stack.slo.conventions import (
+    BASE_WINDOW,
+    RAW_WINDOWS,
+    RUNBOOK_ABSENT,
+    RUNBOOK_BURN,
+    describe,
+    number,
+    own_series,
+    phase_bucket_rate,
+    phase_quantile,
+    runbook,
+    selected,
+    sli_rates,
+    slo_labels,
+    sum_by,
+    windows,
+)
+from llm_slo_stack.slo.model import SLO, Spec
+from llm_slo_stack.slo.selector import Matcher, Selector
 
 Rule = dict[str, Any]
 Group = dict[str, Any]
-
-RAW_WINDOWS = (
-    5 * burnrate.MINUTE,
-    30 * burnrate.MINUTE,
-    burnrate.HOUR,
-    2 * burnrate.HOUR,
-    6 * burnrate.HOUR,
-)
-LONG_WINDOWS = (burnrate.DAY, 3 * burnrate.DAY)
-BASE_WINDOW = RAW_WINDOWS[0]
 ABSENT_FOR = "10m"
-DEFAULT_RUNBOOK_BASE = "rules/runbooks/"
-RUNBOOK_BURN = "error-budget-burn.md"
-RUNBOOK_ABSENT = "sli-data-absent.md"
-
-
-def windows(spec: Spec) -> tuple[int, ...]:
-    """Every window an SLI is recorded over, in seconds, shortest first."""
-    return (*RAW_WINDOWS, *LONG_WINDOWS, spec.period)
-
-
-def number(value: Fraction | float) -> str:
-    """A number as PromQL and YAML read it back exactly: 0.0144, 14.4, 30."""
-    as_float = float(value)
-    return str(int(as_float)) if as_float.is_integer() else repr(as_float)
-
-
-def le_spellings(bound: float) -> tuple[str, str]:
-    """A bound's `le` label as Go clients write it ("2") and as prometheus_client does ("2.0")."""
-    python = repr(float(bound))
-    return python.removesuffix(".0"), python
-
-
-def le_pattern(bound: float) -> str:
-    """A regex matching the `le` label of a bound in either spelling."""
-    return "|".join(form.replace(".", "\\.") for form in dict.fromkeys(le_spellings(bound)))
 
 
 def rule_groups(spec: Spec) -> list[Group]:
@@ -61,56 +42,6 @@ def rule_groups(spec: Spec) -> list[Group]:
     groups = [_slo_group(spec, slo) for slo in spec.slos]
     groups.append(_phase_group(spec))
     return groups
-
-
-def slo_labels(spec: Spec, slo: SLO) -> dict[str, str]:
-    """Labels every series and alert of one SLO carries (group labels come from the data)."""
-    return {catalog.SLO: slo.name, catalog.SERVICE: spec.service, **spec.labels}
-
-
-def own_series(name: str, spec: Spec, slo: SLO) -> str:
-    """A selector for one SLO's recorded series."""
-    return Selector(
-        name, (Matcher(catalog.SERVICE, "=", spec.service), Matcher(catalog.SLO, "=", slo.name))
-    ).render()
-
-
-def _selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:
-    base = metric if isinstance(metric, Selector) else Selector(metric)
-    spec_matchers = tuple(Matcher(k, "=", v) for k, v in spec.selector.items())
-    return base.extended(*spec_matchers, *extra).render()
-
-
-def _sum(spec: Spec, inner: str, *by: str) -> str:
-    labels = list(dict.fromkeys((*by, *spec.group_by)))
-    return f"sum by ({', '.join(labels)}) ({inner})" if labels else f"sum({inner})"
-
-
-def sli_rates(spec: Spec, slo: SLO, window: int) -> tuple[str, str]:
-    """PromQL for the SLI's bad and total events per second over a raw window."""
-    rng = duration.promql(window)
-
-    def rate(series: str) -> str:
-        return _sum(spec, f"rate({series}[{rng}])")
-
-    sli = slo.sli
-    if isinstance(sli, AvailabilitySLI):
-        total = rate(_selected(spec, catalog.REQUESTS.name))
-        error = Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)
-        # A counter for errors may not exist before the first error: count that as 0.
-        bad = f"{rate(_selected(spec, catalog.REQUESTS.name, error))} or (0 * {total})"
-    elif isinstance(sli, LatencySLI):
-        total = rate(_selected(spec, sli.metric.count))
-        le = Matcher(catalog.LE, "=~", le_pattern(float(sli.threshold)))
-        # No `or`: a missing bucket means the server's buckets lack the threshold, and
-        # the SLI must then be absent (and alert as such), not read as zero.
-        bad = f"{total} - {rate(_selected(spec, sli.metric.bucket, le))}"
-    elif isinstance(sli, RatioSLI):
-        total = rate(_selected(spec, sli.total))
-        bad = f"{rate(_selected(spec, sli.errors))} or (0 * {total})"
-    else:  # pragma: no cover - the model admits no other SLI
-        raise TypeError(sli)
-    return bad, total
 
 
 def _slo_group(spec: Spec, slo: SLO) -> Group:
@@ -162,39 +93,9 @@ def _metadata(spec: Spec, slo: SLO, labels: dict[str, str]) -> list[Rule]:
     return [{**rule, "labels": labels} for rule in rules]
 
 
-def describe(spec: Spec, slo: SLO) -> str:
-    """What the SLO promises, in words: `99.9% of requests succeed over 30d`."""
-    sli = slo.sli
-    if isinstance(sli, AvailabilitySLI):
-        what = "of requests do not fail"
-    elif isinstance(sli, LatencySLI):
-        # The ITL histogram observes every gap between tokens, not every request.
-        events = (
-            "inter-token gaps are"
-            if sli.metric is catalog.INTER_TOKEN_LATENCY
-            else (f"requests have {sli.phase}")
-        )
-        what = f"of {events} at or under {number(sli.threshold)}s"
-    else:
-        assert isinstance(sli, RatioSLI)
-        what = f"of {sli.total.render()} are not {sli.errors.render()}"
-    return f"{number(slo.objective)}% {what} over {duration.promql(spec.period)}"
-
-
 def _who(spec: Spec, slo: SLO) -> str:
     groups = ", ".join(f"{{{{ $labels.{label} }}}}" for label in spec.group_by)
     return f"{spec.service}/{slo.name}" + (f" ({groups})" if groups else "")
-
-
-def runbook(spec: Spec, slo: SLO, page: str) -> str:
-    """The runbook link of an SLO's alerts: its own, else the stack's runbook section."""
-    if slo.alerting.runbook_url:
-        return slo.alerting.runbook_url
-    sli = slo.sli
-    anchor = (
-        f"latency-{sli.phase}" if isinstance(sli, LatencySLI) else type(sli).__name__[:-3].lower()
-    )
-    return f"{spec.runbook_base_url or DEFAULT_RUNBOOK_BASE}{page}#{anchor}"
 
 
 def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
@@ -256,29 +157,23 @@ def _absent_alert(spec: Spec, slo: SLO) -> Rule:
     }
 
 
-def phase_level(spec: Spec) -> str:
-    """The level part of phase rule names: the labels they keep, `model` first."""
-    return "_".join(dict.fromkeys((catalog.MODEL, *spec.group_by)))
-
-
 def _phase_group(spec: Spec) -> Group:
     labels = {catalog.SERVICE: spec.service, **spec.labels}
-    level = phase_level(spec)
     rules: list[Rule] = []
     for metric in catalog.PHASES.values():
-        buckets = catalog.PHASE_BUCKET_RATE.format(level=level, metric=metric.name)
-        inner = f"rate({_selected(spec, metric.bucket)}[{duration.promql(BASE_WINDOW)}])"
+        buckets = phase_bucket_rate(spec, metric)
+        inner = f"rate({selected(spec, metric.bucket)}[{duration.promql(BASE_WINDOW)}])"
         rules.append(
             {
                 "record": buckets,
-                "expr": _sum(spec, inner, catalog.LE, catalog.MODEL),
+                "expr": sum_by(spec, inner, catalog.LE, catalog.MODEL),
                 "labels": labels,
             }
         )
         own = Selector(buckets, (Matcher(catalog.SERVICE, "=", spec.service),)).render()
         rules += [
             {
-                "record": catalog.PHASE_QUANTILE.format(level=level, metric=metric.name),
+                "record": phase_quantile(spec, metric),
                 "expr": f"histogram_quantile({q}, {own})",
                 "labels": {**labels, catalog.QUANTILE: str(q)},
             }

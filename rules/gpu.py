@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporters import catalog
-from rules.generator import DEFAULT_RUNBOOK_BASE, Group
-from slo.selector import Matcher, Selector
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules.generator import Group
+from llm_slo_stack.slo.conventions import DEFAULT_RUNBOOK_BASE, POD_JOIN, RUNBOOK_GPU
+from llm_slo_stack.slo.selector import Matcher, Selector
 
-RUNBOOK = "gpu.md"
 GROUP = "llm-slo:gpu"
-JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"
 NOT_THROTTLING = ("gpu_idle", "applications_clocks_setting", "display_clock_setting")
 MEMORY_FULL = 0.95
 IDLE = 0.05
@@ -46,7 +45,7 @@ class GpuAlert:
     def annotations(self, runbook_base: str) -> dict[str, str]:
         return {
             "description": self.description,
-            "runbook_url": f"{runbook_base}{RUNBOOK}#{self.anchor}",
+            "runbook_url": f"{runbook_base}{RUNBOOK_GPU}#{self.anchor}",
             "summary": self.summary,
         }
 
@@ -99,8 +98,8 @@ ALERTS = (
     ),
     GpuAlert(
         m.ALERT_GPU_IDLE_WAITING,
-        f"max by ({JOIN}) ({m.GPU_UTILIZATION.name}) < {IDLE}\n"
-        f"and on ({JOIN})\nsum by ({JOIN}) ({m.REQUESTS_WAITING.name}) > 0\n",
+        f"max by ({POD_JOIN}) ({m.GPU_UTILIZATION.name}) < {IDLE}\n"
+        f"and on ({POD_JOIN})\nsum by ({POD_JOIN}) ({m.REQUESTS_WAITING.name}) > 0\n",
         "10m",
         "page",
         "GPUs idle while requests wait",
@@ -110,8 +109,8 @@ ALERTS = (
     ),
     GpuAlert(
         m.ALERT_GPU_SATURATED,
-        f"min by ({JOIN}) ({m.GPU_UTILIZATION.name}) > {BUSY}\n"
-        f"and on ({JOIN})\nsum by ({JOIN}) (deriv({m.REQUESTS_WAITING.name}[10m])) > 0\n",
+        f"min by ({POD_JOIN}) ({m.GPU_UTILIZATION.name}) > {BUSY}\n"
+        f"and on ({POD_JOIN})\nsum by ({POD_JOIN}) (deriv({m.REQUESTS_WAITING.name}[10m])) > 0\n",
         "15m",
         "ticket",
         "GPUs saturated while the queue grows",

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from exporters import catalog
-from rules import generator
-from rules.regex import example
-from slo import burnrate, duration
-from slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
-from slo.selector import Matcher, Selector
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules.regex import example
+from llm_slo_stack.slo import burnrate, conventions, duration
+from llm_slo_stack.slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.selector import Matcher, Selector
 
 EVAL_MINUTES = 1  # scrape interval of every test, evaluation interval of the incident tests
 SOAK_EVAL_MINUTES = 5
@@ -34,7 +33,6 @@ START_ALL = 100_000  # counters start mid-life, as a real server's would
 START_BAD = 1_000
 
 BAD, GOOD, ALL = "bad", "good", "all"
-ALERTS = "ALERTS"  # Prometheus' own series of pending and firing alerts
 
 
 class TestGenError(ValueError):
@@ -94,7 +92,7 @@ def values(start: int, segments: Sequence[Segment], counts: str) -> str:
         steps = segment.minutes if index == 0 else segment.minutes - 1
         if index:
             value += step
-        parts.append(f"{generator.number(value)}+{generator.number(step)}x{steps}")
+        parts.append(f"{conventions.number(value)}+{conventions.number(step)}x{steps}")
         value += step * steps
     return " ".join(parts)
 
@@ -138,7 +136,7 @@ class TestCases:
         self.group = {
             g: self.layout[0].labels[g] for g in spec.group_by if self.layout[0].labels.get(g)
         }
-        self.title = f"{spec.service}/{slo.name} ({generator.describe(spec, slo)})"
+        self.title = f"{spec.service}/{slo.name} ({conventions.describe(spec, slo)})"
 
     def case(
         self,
@@ -166,14 +164,16 @@ class TestCases:
             catalog.SLO: self.slo.name,
             **labels,
         }
-        return Selector(ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())).render()
+        return Selector(
+            conventions.ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())
+        ).render()
 
     def firing(self, window: burnrate.AlertWindow, at: int) -> dict:
         """A check that exactly this tier's alert fires at minute `at`, with all its labels."""
         labels = {
             catalog.ALERTNAME: catalog.ALERT_BUDGET_BURN,
-            catalog.ALERTSTATE: "firing",
-            **generator.slo_labels(self.spec, self.slo),
+            catalog.ALERTSTATE: conventions.FIRING,
+            **conventions.slo_labels(self.spec, self.slo),
             **self.group,
             catalog.SEVERITY: window.severity,
             catalog.LONG_WINDOW: duration.promql(window.long),
@@ -183,10 +183,13 @@ class TestCases:
         return {
             "expr": self.alerts(
                 catalog.ALERT_BUDGET_BURN,
-                **{catalog.LONG_WINDOW: duration.promql(window.long), catalog.ALERTSTATE: "firing"},
+                **{
+                    catalog.LONG_WINDOW: duration.promql(window.long),
+                    catalog.ALERTSTATE: conventions.FIRING,
+                },
             ),
             "eval_time": minutes(at),
-            "exp_samples": [sample(ALERTS, labels, 1)],
+            "exp_samples": [sample(conventions.ALERTS, labels, 1)],
         }
 
     def quiet(self, at: int, alertname: str = catalog.ALERT_BUDGET_BURN, **labels: str) -> dict:
@@ -235,16 +238,16 @@ class TestCases:
         lowest = min(tiers, key=lambda w: burnrate.factor(w, self.spec.period))
         limit = burnrate.threshold(lowest, self.spec.period, self.slo.error_budget)
         below, above = limit * Fraction(95, 100), limit * Fraction(105, 100)
-        factor = generator.number(burnrate.factor(lowest, self.spec.period))
+        factor = conventions.number(burnrate.factor(lowest, self.spec.period))
         return [
             self.case(
-                f"a steady error ratio of {generator.number(below)} (95% of the lowest factor, "
+                f"a steady error ratio of {conventions.number(below)} (95% of the lowest factor, "
                 f"{factor}x) never alerts in {minutes(SOAK_MINUTES)}",
                 [burning(SOAK_MINUTES, below)],
                 [self.never(SOAK_MINUTES)],
             ),
             self.case(
-                f"a steady error ratio of {generator.number(above)} (105% of the lowest factor) "
+                f"a steady error ratio of {conventions.number(above)} (105% of the lowest factor) "
                 f"opens the {duration.promql(lowest.long)} tier within {HEALTHY_MINUTES}m",
                 [burning(HEALTHY_MINUTES, above)],
                 [self.firing(lowest, HEALTHY_MINUTES)],
@@ -286,11 +289,11 @@ class TestCases:
         if len(layout) == len(self.layout):
             return []
         at = 10 + SLACK_MINUTES
-        ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(generator.BASE_WINDOW))
-        labels = {**generator.slo_labels(self.spec, self.slo), **self.group}
+        ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(conventions.BASE_WINDOW))
+        labels = {**conventions.slo_labels(self.spec, self.slo), **self.group}
         checks = [
             {
-                "expr": generator.own_series(ratio, self.spec, self.slo),
+                "expr": conventions.own_series(ratio, self.spec, self.slo),
                 "eval_time": minutes(at),
                 "exp_samples": [sample(ratio, labels, 0)],
             },
@@ -304,17 +307,19 @@ class TestCases:
         fires = 10 + SLACK_MINUTES
         labels = {
             catalog.ALERTNAME: catalog.ALERT_SLI_ABSENT,
-            catalog.ALERTSTATE: "firing",
-            **generator.slo_labels(self.spec, self.slo),
+            catalog.ALERTSTATE: conventions.FIRING,
+            **conventions.slo_labels(self.spec, self.slo),
             catalog.SEVERITY: burnrate.PAGE if self.slo.alerting.page else burnrate.TICKET,
             **self.slo.alerting.labels,
         }
         checks = [
-            self.quiet(fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate="firing"),
+            self.quiet(
+                fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate=conventions.FIRING
+            ),
             {
                 "expr": self.alerts(catalog.ALERT_SLI_ABSENT),
                 "eval_time": minutes(fires),
-                "exp_samples": [sample(ALERTS, labels, 1)],
+                "exp_samples": [sample(conventions.ALERTS, labels, 1)],
             },
         ]
         unrelated = [Series("up", {"job": "unrelated"}, ALL, START_ALL)]
@@ -364,7 +369,7 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
         return [Series(name, bad, BAD, START_BAD), Series(name, good, GOOD, START_ALL)]
     if isinstance(sli, LatencySLI):
         labels = solve(sli.metric.count, base, spec.group_by)
-        go, python = generator.le_spellings(float(sli.threshold))
+        go, python = conventions.le_spellings(float(sli.threshold))
         le = go if go_le else python
         return [
             Series(sli.metric.count, labels, ALL, START_ALL),

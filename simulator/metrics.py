@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from exporters.catalog import VLLM, VLLMLegacy
-from slo.buckets import valid_bounds
+from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
+from llm_slo_stack.slo.buckets import valid_bounds
 
 CURRENT = "current"
 LEGACY = "legacy"

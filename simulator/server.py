@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from exporters.catalog import VLLM
-from simulator.faults import Faults
-from simulator.latency import LatencyModel, Profile
-from simulator.metrics import CURRENT, FLAVORS, VLLMMetrics, parse_custom_buckets
-from tracing import provider
+from llm_slo_stack.exporters.catalog import VLLM
+from llm_slo_stack.simulator.faults import Faults
+from llm_slo_stack.simulator.latency import LatencyModel, Profile
+from llm_slo_stack.simulator.metrics import CURRENT, FLAVORS, VLLMMetrics, parse_custom_buckets
+from llm_slo_stack.tracing import provider
 
 GARBAGE = b'<html>502 Bad Gateway</html>\nvllm:num_requests_running{model_name="x" 1\n\x00\xff'
 CHAT_TEMPLATE_TOKENS = 4  # role markers a chat template adds per message

@@ -16,8 +16,8 @@ import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from exporters import catalog
-from slo.model import LatencySLI, Spec
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo.model import LatencySLI, Spec
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 HEADROOM = 4.0  # coverage reaches this many times p99: where an incident takes it

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from exporters import catalog
-from slo import burnrate
-from slo.selector import Selector
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import burnrate
+from llm_slo_stack.slo.selector import Selector
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ from typing import Any
 
 import yaml
 
-from exporters import catalog
-from slo import buckets as slo_buckets
-from slo import burnrate, duration, selector
-from slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import buckets as slo_buckets
+from llm_slo_stack.slo import burnrate, duration, selector
+from llm_slo_stack.slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
 
 API_VERSION = "llm-slo-stack/v1"
 DEFAULT_PERIOD = "30d"
+DEFAULT_PATH = Path(__file__).with_name("default.yaml")  # shipped in the wheel
 MIN_PERIOD_DAYS = 7
 MAX_PERIOD_DAYS = 365
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporters import catalog
-from exporters.catalog import VLLM
-from slo import buckets, cli, spec
-from tests.conftest import ROOT, run_promtool
+from llm_slo_stack.cli import command as cli
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import VLLM
+from llm_slo_stack.slo import buckets, spec
+from tests.support.paths import ROOT
+from tests.support.promtool import run as run_promtool
 
 BOUNDS = [1.0, 2.0, 4.0]
 
@@ -141,7 +143,7 @@ def test_vllm_args_includes_an_overridden_threshold(
     families = json.loads(capsys.readouterr().out)
     assert families[VLLM.FAMILY_TTFT] == [0.5, 1.8, 4.0]
     # And the simulator, like vLLM, accepts exactly this JSON.
-    from simulator.metrics import parse_custom_buckets
+    from llm_slo_stack.simulator.metrics import parse_custom_buckets
 
     assert parse_custom_buckets(json.dumps(families))[VLLM.FAMILY_TTFT] == (0.5, 1.8, 4.0)
 

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from slo import burnrate
+from llm_slo_stack.slo import burnrate
 
 DAY = 86400
 ONE_H, SIX_H, ONE_D, THREE_D = burnrate.WINDOWS

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from exporters import catalog
-from tests.conftest import ROOT
+from llm_slo_stack.exporters import catalog
+from tests.support.paths import ROOT
 
 ALL = (
     catalog.METRICS + catalog.EXPORTER_METRICS + catalog.GPU_METRICS + catalog.GPU_EXPORTER_METRICS

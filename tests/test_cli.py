@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rules import writer
-from slo import cli
-from tests.conftest import ROOT, generate_refused
-from tests.test_spec import VALID
+from llm_slo_stack.cli import command as cli
+from llm_slo_stack.rules import writer
+from tests.support.paths import ROOT
+from tests.support.specs import VALID, generate_refused
 
 
 @pytest.fixture
@@ -157,4 +157,4 @@ def test_selectors_no_series_can_satisfy_are_a_message(
     impossible = '\'http_requests_total{status="5xx", status="4xx"}\''
     path.write_text(VALID.replace("'http_requests_total{status=\"5xx\"}'", impossible))
     err = generate_refused(capsys, tmp_path / "rules", path)
-    assert "cannot build promtool test series" in err and "no value of label 'status'" in err
+    assert "cannot generate rules" in err and "no value of label 'status'" in err

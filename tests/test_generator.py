@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import pytest
 
-from exporters import catalog
-from rules import generator, writer
-from slo import burnrate, spec
-from tests.conftest import ROOT
-from tests.test_spec import VALID
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules import generator, writer
+from llm_slo_stack.slo import burnrate, conventions, spec
+from tests.support.paths import ROOT
+from tests.support.specs import VALID
 
 
 @pytest.fixture(scope="module")
@@ -24,18 +24,18 @@ def rules_of(groups: list[dict], key: str) -> list[dict]:
 
 
 def test_le_pattern_matches_both_client_spellings_and_nothing_else() -> None:
-    assert generator.le_pattern(2.0) == "2|2\\.0"
-    assert generator.le_pattern(0.25) == "0\\.25"
-    pattern = generator.le_pattern(2.0)
+    assert conventions.le_pattern(2.0) == "2|2\\.0"
+    assert conventions.le_pattern(0.25) == "0\\.25"
+    pattern = conventions.le_pattern(2.0)
     assert re.fullmatch(pattern, "2") and re.fullmatch(pattern, "2.0")
     for other in ("20", "2x0", "2.00", "12"):
         assert not re.fullmatch(pattern, other)
 
 
 def test_numbers_render_exactly() -> None:
-    assert generator.number(Fraction(144, 10000)) == "0.0144"
-    assert generator.number(Fraction(999, 1000)) == "0.999"
-    assert generator.number(Fraction(30)) == "30"
+    assert conventions.number(Fraction(144, 10000)) == "0.0144"
+    assert conventions.number(Fraction(999, 1000)) == "0.999"
+    assert conventions.number(Fraction(30)) == "30"
 
 
 def test_every_window_ratio_is_a_ratio_of_sums(loaded: spec.Spec) -> None:
@@ -44,15 +44,15 @@ def test_every_window_ratio_is_a_ratio_of_sums(loaded: spec.Spec) -> None:
         (r["record"], r["labels"]["slo"]): r["expr"] for r in rules_of(groups[:-1], "record")
     }
     for slo in loaded.slos:
-        for window in generator.windows(loaded):
-            name = generator.duration.promql(window)
+        for window in conventions.windows(loaded):
+            name = conventions.window(window)
             bad = catalog.SLI_BAD_RATE.format(window=name)
             total = catalog.SLI_TOTAL_RATE.format(window=name)
             ratio = records[(catalog.SLI_ERROR_RATIO.format(window=name), slo.name)]
             assert ratio == (
-                f"{generator.own_series(bad, loaded, slo)} / {generator.own_series(total, loaded, slo)}"
+                f"{conventions.own_series(bad, loaded, slo)} / {conventions.own_series(total, loaded, slo)}"
             )
-            if window in generator.LONG_WINDOWS or window == loaded.period:
+            if window in conventions.LONG_WINDOWS or window == loaded.period:
                 # Long windows average the 5m rates: the ratio of the averages is the
                 # ratio of sums, weighting each 5m by its traffic.
                 base = catalog.SLI_BAD_RATE.format(window="5m")
@@ -72,12 +72,12 @@ def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: spec.Sp
         mine = [a for a in alerts if a["labels"]["slo"] == slo.name]
         assert len(mine) == len(slo.alert_windows)
         for alert, window in zip(mine, slo.alert_windows, strict=True):
-            limit = generator.number(burnrate.threshold(window, loaded.period, slo.error_budget))
-            long, short = (generator.duration.promql(w) for w in (window.long, window.short))
+            limit = conventions.number(burnrate.threshold(window, loaded.period, slo.error_budget))
+            long, short = (conventions.window(w) for w in (window.long, window.short))
             assert alert["expr"].splitlines() == [
-                f"{generator.own_series(catalog.SLI_ERROR_RATIO.format(window=long), loaded, slo)} > {limit}",
+                f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=long), loaded, slo)} > {limit}",
                 "and",
-                f"{generator.own_series(catalog.SLI_ERROR_RATIO.format(window=short), loaded, slo)} > {limit}",
+                f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=short), loaded, slo)} > {limit}",
             ]
             assert alert["labels"]["severity"] == window.severity
             assert set(alert["annotations"]) >= {"summary", "description", "runbook_url"}

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rules import writer
-from slo import spec
-from tests.conftest import GOLDEN, ROOT, golden_cases, run_promtool
+from llm_slo_stack.rules import writer
+from llm_slo_stack.slo import spec
+from tests.support.paths import GOLDEN, ROOT, golden_cases
+from tests.support.promtool import run as run_promtool
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 

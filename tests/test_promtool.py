@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from exporters import catalog
-from rules import writer
-from slo import spec
-from tests.conftest import ROOT, run_promtool
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules import writer
+from llm_slo_stack.slo import spec
+from tests.support.paths import ROOT
+from tests.support.promtool import run as run_promtool
 
 DEFAULT = "slo/default.yaml"
 
@@ -85,7 +86,7 @@ def test_generated_tests_catch_a_broken_rule(
 def test_gpu_alerts_pass_their_tests_and_the_tests_catch_a_missing_hour(
     tmp_path: Path, promtool: str
 ) -> None:
-    for name, text in writer.gpu_files().items():
+    for name, text in writer.shared_files().items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     test_file = tmp_path / "tests" / "gpu.test.yaml"

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from rules.regex import example
-from slo import selector
-from slo.selector import Matcher, Selector
+from llm_slo_stack.rules.regex import example
+from llm_slo_stack.slo import selector
+from llm_slo_stack.slo.selector import Matcher, Selector
 
 
 def test_parse_and_render_round_trip() -> None:

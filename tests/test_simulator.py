@@ -13,10 +13,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.catalog import VLLM
-from simulator.latency import LatencyModel, Profile
-from simulator.server import Config, create_app, parse_args
-from tests import loopback
+from llm_slo_stack.exporters.catalog import VLLM
+from llm_slo_stack.simulator.latency import LatencyModel, Profile
+from llm_slo_stack.simulator.server import Config, create_app, parse_args
+from tests.support import loopback
 
 MODEL = "sim-test"
 FAST = Profile(prefill_overhead=0.001, prefill_per_token=0.0, itl=0.001)

@@ -9,30 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from exporters import catalog
-from slo import cli, spec
-from slo.model import AvailabilitySLI, LatencySLI, RatioSLI
-from tests.conftest import ROOT, generate_refused
-
-VALID = """\
-apiVersion: llm-slo-stack/v1
-service: chat
-labels: {team: inference}
-selector: {job: vllm}
-group_by: [model]
-slos:
-  - name: availability
-    objective: 99.9
-    sli: {availability: {}}
-  - name: ttft
-    objective: 99
-    sli: {latency: {phase: ttft, threshold: 2s}}
-  - name: upstream-5xx
-    objective: 99.5
-    sli:
-      ratio: {errors: 'http_requests_total{status="5xx"}', total: http_requests_total}
-    alerting: {ticket: false, runbook_url: 'https://wiki.example.com/5xx'}
-"""
+from llm_slo_stack.cli import command as cli
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import spec
+from llm_slo_stack.slo.model import AvailabilitySLI, LatencySLI, RatioSLI
+from tests.support.paths import ROOT
+from tests.support.specs import VALID, generate_refused
 
 
 def test_a_valid_file_becomes_the_frozen_model() -> None:
@@ -171,7 +153,7 @@ def test_the_console_script_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("apiVersion: [\n", encoding="utf-8")
     run = subprocess.run(
-        [sys.executable, "-m", "slo.cli", "check", str(path)],
+        [str(Path(sys.executable).with_name("llm-slo")), "check", str(path)],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert run.returncode == cli.EXIT_INVALID

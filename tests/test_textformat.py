@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters import textformat
-from simulator.metrics import VLLMMetrics
+from llm_slo_stack.exporters import textformat
+from llm_slo_stack.simulator.metrics import VLLMMetrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

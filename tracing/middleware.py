@@ -27,9 +27,9 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from exporters import catalog
-from exporters.cardinality import LabelCap
-from slo.model import LatencySLI, Spec
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.cardinality import LabelCap
+from llm_slo_stack.slo.model import LatencySLI, Spec
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

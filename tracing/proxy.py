@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from exporters import serving
-from slo import spec as slo_spec
-from tracing import provider
-from tracing.middleware import LLMTracingMiddleware, Targets
+from llm_slo_stack.exporters import serving
+from llm_slo_stack.slo import spec as slo_spec
+from llm_slo_stack.tracing import provider
+from llm_slo_stack.tracing.middleware import LLMTracingMiddleware, Targets
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",

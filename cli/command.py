@@ -1,5 +1,5 @@
-"""`llm-slo`: validate SLO files, generate rules (and their promtool tests) from them, and
-fit histogram buckets to latencies."""
+"""`llm-slo`: validate SLO files, generate rules (and their promtool tests) and dashboards
+from them, and fit histogram buckets to latencies."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from dashboards import generator as dashboards
-from exporters import catalog
-from rules import testgen, writer
-from slo import buckets, duration, output, spec
-from slo.model import Spec
+from llm_slo_stack.cli import generation
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import buckets, duration, spec
+from llm_slo_stack.slo.model import Spec
 
 EXIT_INVALID = 1
 EXIT_WRITE = 3
+DEFAULT_HELP = "SLO files (default: the default spec shipped with the package)"
 
 
 def _load_all(paths: list[str]) -> list[Spec] | None:
@@ -55,33 +55,19 @@ def generate(args: argparse.Namespace) -> int:
     specs = _load_all(args.specs)
     if specs is None:
         return EXIT_INVALID
-    rules_dir = Path(args.rules_dir)
-    dashboards_dir = Path(args.dashboards_dir)
-    files: dict[Path, str] = {}
-    stale: set[Path] = set()
+    out_dirs = {"rules": Path(args.rules_dir), "dashboards": Path(args.dashboards_dir)}
     try:
-        files |= {rules_dir / name: text for name, text in writer.gpu_files().items()}
-        files |= {dashboards_dir / name: text for name, text in dashboards.gpu_file().items()}
-        for loaded in specs:
-            files |= {
-                dashboards_dir / name: text for name, text in dashboards.files(loaded).items()
-            }
-            generated = {rules_dir / name: text for name, text in writer.files(loaded).items()}
-            files |= generated
-            stale |= set(writer.owned(loaded, rules_dir)) - set(generated)
-        output.write_all(files)
-        for path in sorted(stale):
-            path.unlink()
-    except testgen.TestGenError as error:
-        print(f"{loaded.source}: cannot build promtool test series: {error}", file=sys.stderr)
-        print("Nothing was written.", file=sys.stderr)
+        result = generation.plan(specs, out_dirs)
+        generation.apply(result)
+    except generation.GenerationError as error:
+        print(f"{error}\nNothing was written.", file=sys.stderr)
         return EXIT_INVALID
     except OSError as error:
         print(f"llm-slo: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_WRITE
-    for path in sorted(files):
+    for path in sorted(result.files):
         print(f"wrote {path}")
-    for path in sorted(stale):
+    for path in sorted(result.stale):
         print(f"removed {path} (no longer generated)")
     return 0
 
@@ -154,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     checker = commands.add_parser("check", help="validate SLO files, write nothing")
-    checker.add_argument("specs", nargs="+", metavar="SPEC")
+    checker.add_argument("specs", nargs="*", metavar="SPEC", help=DEFAULT_HELP)
     checker.set_defaults(run=check)
     generator = commands.add_parser("generate", help="write rules, their tests and dashboards")
-    generator.add_argument("specs", nargs="+", metavar="SPEC")
+    generator.add_argument("specs", nargs="*", metavar="SPEC", help=DEFAULT_HELP)
     generator.add_argument("--rules-dir", default="rules/generated", metavar="DIR")
     generator.add_argument("--dashboards-dir", default="dashboards/generated", metavar="DIR")
     generator.set_defaults(run=generate)
@@ -193,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     vllm.add_argument("spec", metavar="SPEC")
     vllm.set_defaults(run=vllm_args)
     args = parser.parse_args(argv)
+    if getattr(args, "specs", None) == []:
+        args.specs = [str(spec.DEFAULT_PATH)]
     return args.run(args)
 
 

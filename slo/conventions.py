@@ -1,0 +1,176 @@
+"""The PromQL every generator, test and bench shares: series names, selectors, windows.
+
+One place, as in Sloth's conventions: the rule generator records a series under a name
+built here, and the dashboards, the promtool tests and the benches read it back through
+the same function, so none of them retypes a selector, a window or a label set. Names of
+metrics come from the catalog; what is built from them (with the spec's selector, group
+labels and windows) comes from here.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.slo import burnrate, duration
+from llm_slo_stack.slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.selector import Matcher, Selector
+
+RAW_WINDOWS = (
+    5 * burnrate.MINUTE,
+    30 * burnrate.MINUTE,
+    burnrate.HOUR,
+    2 * burnrate.HOUR,
+    6 * burnrate.HOUR,
+)
+LONG_WINDOWS = (burnrate.DAY, 3 * burnrate.DAY)
+BASE_WINDOW = RAW_WINDOWS[0]
+ALERTS = "ALERTS"  # Prometheus' own series of pending and firing alerts
+FIRING = "firing"
+POD_JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"  # GPU series meet serving series on these
+DEFAULT_RUNBOOK_BASE = "rules/runbooks/"
+RUNBOOK_BURN = "error-budget-burn.md"
+RUNBOOK_ABSENT = "sli-data-absent.md"
+RUNBOOK_GPU = "gpu.md"
+
+
+def windows(spec: Spec) -> tuple[int, ...]:
+    """Every window an SLI is recorded over, in seconds, shortest first."""
+    return (*RAW_WINDOWS, *LONG_WINDOWS, spec.period)
+
+
+def window(seconds: int) -> str:
+    """A window as PromQL writes it in a range or a series name: 5m, 1d, 30d."""
+    return duration.promql(seconds)
+
+
+def base_window() -> str:
+    return window(BASE_WINDOW)
+
+
+def number(value: Fraction | float) -> str:
+    """A number as PromQL and YAML read it back exactly: 0.0144, 14.4, 30."""
+    as_float = float(value)
+    return str(int(as_float)) if as_float.is_integer() else repr(as_float)
+
+
+def le_spellings(bound: float) -> tuple[str, str]:
+    """A bound's `le` label as Go clients write it ("2") and as prometheus_client does ("2.0")."""
+    python = repr(float(bound))
+    return python.removesuffix(".0"), python
+
+
+def le_pattern(bound: float) -> str:
+    """A regex matching the `le` label of a bound in either spelling."""
+    return "|".join(form.replace(".", "\\.") for form in dict.fromkeys(le_spellings(bound)))
+
+
+def slo_labels(spec: Spec, slo: SLO) -> dict[str, str]:
+    """Labels every series and alert of one SLO carries (group labels come from the data)."""
+    return {catalog.SLO: slo.name, catalog.SERVICE: spec.service, **spec.labels}
+
+
+def _own(spec: Spec, slo: SLO, service: str | None) -> tuple[Matcher, ...]:
+    return (
+        Matcher(catalog.SERVICE, "=", spec.service if service is None else service),
+        Matcher(catalog.SLO, "=", slo.name),
+    )
+
+
+def own_series(name: str, spec: Spec, slo: SLO, service: str | None = None) -> str:
+    """A selector for one SLO's recorded series; `service` may be a dashboard variable."""
+    return Selector(name, _own(spec, slo, service)).render()
+
+
+def error_ratio(spec: Spec, slo: SLO, seconds: int, service: str | None = None) -> str:
+    """The SLO's recorded error ratio over a window."""
+    return own_series(catalog.SLI_ERROR_RATIO.format(window=window(seconds)), spec, slo, service)
+
+
+def firing_alerts(spec: Spec, slo: SLO, service: str | None = None) -> str:
+    """The SLO's alerts that fire now, from Prometheus' ALERTS series."""
+    firing = Matcher(catalog.ALERTSTATE, "=", FIRING)
+    return Selector(ALERTS, (*_own(spec, slo, service), firing)).render()
+
+
+def selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:
+    """`metric` within the spec's selector, with more matchers."""
+    base = metric if isinstance(metric, Selector) else Selector(metric)
+    spec_matchers = tuple(Matcher(k, "=", v) for k, v in spec.selector.items())
+    return base.extended(*spec_matchers, *extra).render()
+
+
+def sum_by(spec: Spec, inner: str, *by: str) -> str:
+    """`sum by` the given labels and the spec's group labels."""
+    labels = list(dict.fromkeys((*by, *spec.group_by)))
+    return f"sum by ({', '.join(labels)}) ({inner})" if labels else f"sum({inner})"
+
+
+def sli_rates(spec: Spec, slo: SLO, seconds: int) -> tuple[str, str]:
+    """PromQL for the SLI's bad and total events per second over a raw window."""
+    rng = window(seconds)
+
+    def rate(series: str) -> str:
+        return sum_by(spec, f"rate({series}[{rng}])")
+
+    sli = slo.sli
+    if isinstance(sli, AvailabilitySLI):
+        total = rate(selected(spec, catalog.REQUESTS.name))
+        error = Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)
+        # A counter for errors may not exist before the first error: count that as 0.
+        bad = f"{rate(selected(spec, catalog.REQUESTS.name, error))} or (0 * {total})"
+    elif isinstance(sli, LatencySLI):
+        total = rate(selected(spec, sli.metric.count))
+        le = Matcher(catalog.LE, "=~", le_pattern(float(sli.threshold)))
+        # No `or`: a missing bucket means the server's buckets lack the threshold, and
+        # the SLI must then be absent (and alert as such), not read as zero.
+        bad = f"{total} - {rate(selected(spec, sli.metric.bucket, le))}"
+    else:
+        total = rate(selected(spec, sli.total))
+        bad = f"{rate(selected(spec, sli.errors))} or (0 * {total})"
+    return bad, total
+
+
+def phase_level(spec: Spec) -> str:
+    """The level part of phase rule names: the labels they keep, `model` first."""
+    return "_".join(dict.fromkeys((catalog.MODEL, *spec.group_by)))
+
+
+def phase_bucket_rate(spec: Spec, metric: catalog.Metric) -> str:
+    """The recorded per-bucket rate of a phase histogram."""
+    return catalog.PHASE_BUCKET_RATE.format(level=phase_level(spec), metric=metric.name)
+
+
+def phase_quantile(spec: Spec, metric: catalog.Metric) -> str:
+    """The recorded quantiles of a phase histogram."""
+    return catalog.PHASE_QUANTILE.format(level=phase_level(spec), metric=metric.name)
+
+
+def describe(spec: Spec, slo: SLO) -> str:
+    """What the SLO promises, in words: `99.9% of requests do not fail over 30d`."""
+    sli = slo.sli
+    if isinstance(sli, AvailabilitySLI):
+        what = "of requests do not fail"
+    elif isinstance(sli, LatencySLI):
+        # The ITL histogram observes every gap between tokens, not every request.
+        events = (
+            "inter-token gaps are"
+            if sli.metric is catalog.INTER_TOKEN_LATENCY
+            else f"requests have {sli.phase}"
+        )
+        what = f"of {events} at or under {number(sli.threshold)}s"
+    else:
+        assert isinstance(sli, RatioSLI)
+        what = f"of {sli.total.render()} are not {sli.errors.render()}"
+    return f"{number(slo.objective)}% {what} over {window(spec.period)}"
+
+
+def runbook(spec: Spec, slo: SLO, page: str) -> str:
+    """The runbook link of an SLO's alerts: its own, else the stack's runbook section."""
+    if slo.alerting.runbook_url:
+        return slo.alerting.runbook_url
+    sli = slo.sli
+    anchor = (
+        f"latency-{sli.phase}" if isinstance(sli, LatencySLI) else type(sli).__name__[:-3].lower()
+    )
+    return f"{spec.runbook_base_url or DEFAULT_RUNBOOK_BASE}{page}#{anchor}"
