@@ -26,8 +26,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.payload import vllm_payload
-from exporters.sidecar import SidecarCollector
-from tests import loopback
+from llm_slo_stack.exporters.sidecar import SidecarCollector
+from tests.support import loopback
 
 SIZES = {5_000: 300, 50_000: 40}  # series -> scrapes of each kind
 TARGETS_MS = {5_000: 25, 50_000: 250}

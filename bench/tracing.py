@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from tests import loopback
+from tests.support import loopback
 
 TOKENS = 256
 ROUNDS = 2
@@ -56,8 +56,8 @@ def build(mode: str, upstream: str, scenario: str) -> object:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from prometheus_client import CollectorRegistry
 
-    from simulator.latency import Profile
-    from simulator.server import Config, create_app
+    from llm_slo_stack.simulator.latency import Profile
+    from llm_slo_stack.simulator.server import Config, create_app
 
     class Dropping(SpanExporter):
         def export(self, spans: Sequence[object]) -> SpanExportResult:
@@ -66,7 +66,7 @@ def build(mode: str, upstream: str, scenario: str) -> object:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(Dropping()))
     if mode == "d":
-        from tracing.proxy import create_app as proxy
+        from llm_slo_stack.tracing.proxy import create_app as proxy
 
         return proxy(upstream, tracer_provider, CollectorRegistry())
     profile = Profile()
@@ -74,7 +74,7 @@ def build(mode: str, upstream: str, scenario: str) -> object:
         profile = Profile(0.0, 0.0, 0.0, 0.0, 0.0)
     app = create_app(Config(served_model_name="bench", profile=profile, max_num_seqs=64))
     if mode == "b":
-        from tracing.middleware import LLMTracingMiddleware
+        from llm_slo_stack.tracing.middleware import LLMTracingMiddleware
 
         return LLMTracingMiddleware(
             app, tracer_provider=tracer_provider, registry=CollectorRegistry()

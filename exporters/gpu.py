@@ -13,14 +13,22 @@ import argparse
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from types import ModuleType
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import requests
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from exporters import catalog, serving, sidecar, textformat
-from exporters.catalog import DCGM
+from llm_slo_stack.exporters import catalog, serving, textformat
+from llm_slo_stack.exporters.catalog import DCGM
+from llm_slo_stack.exporters.health import Health
+from llm_slo_stack.exporters.nvml import (
+    GpuLost,
+    NotSupported,
+    Nvml,
+    NvmlError,
+    PynvmlBinding,
+    Reading,
+)
+from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream
 
 NVML = "nvml"
 DCGM_SOURCE = "dcgm"
@@ -28,16 +36,7 @@ DEFAULT_LISTEN = "127.0.0.1:9402"  # 9400 is dcgm-exporter's
 DEFAULT_TOP_PROCESSES = 5
 MIB = 1024 * 1024
 MHZ = 1_000_000
-ERROR_REASONS = (
-    "no_driver",
-    "gpu_lost",
-    "nvml",
-    "timeout",
-    "refused",
-    "dropped",
-    "http_status",
-    "bad_payload",
-)
+ERROR_REASONS = ("no_driver", "gpu_lost", "nvml", *catalog.SCRAPE_ERROR_REASONS)
 
 
 class Families:
@@ -59,72 +58,57 @@ class Families:
         return iter(self.families[name] for name in sorted(self.families))
 
 
-class _Health:
-    """The source-up gauge and the error counter, shared by both collectors."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.errors: dict[str, float] = dict.fromkeys(ERROR_REASONS, 0.0)
-
-    def families(self, up: bool) -> Iterator[Metric]:
-        m = catalog
-        source_up = GaugeMetricFamily(
-            m.GPU_EXPORTER_SOURCE_UP.name, m.GPU_EXPORTER_SOURCE_UP.help, labels=[m.SOURCE]
-        )
-        source_up.add_metric([self.source], 1 if up else 0)
-        errors = CounterMetricFamily(
-            m.GPU_EXPORTER_ERRORS.name, m.GPU_EXPORTER_ERRORS.help, labels=[m.REASON]
-        )
-        for reason, count in self.errors.items():
-            errors.add_metric([reason], count)
-        yield source_up
-        yield errors
+def _health(source: str) -> Health:
+    """The source-up gauge and the error counter, the same for both collectors."""
+    m = catalog
+    return Health(
+        m.GPU_EXPORTER_SOURCE_UP, m.GPU_EXPORTER_ERRORS, ERROR_REASONS, {m.SOURCE: source}
+    )
 
 
 class NvmlCollector:
-    """Reads every GPU through NVML at each scrape. `nvml` is pynvml or a stand-in with its API."""
+    """Reads every GPU through an `Nvml` (the real binding unless given) at each scrape."""
+
+    READINGS: ClassVar[tuple[tuple[catalog.Metric, Reading, float, tuple[str, ...]], ...]] = (
+        (catalog.GPU_UTILIZATION, Reading.UTILIZATION_PERCENT, 0.01, ()),
+        (catalog.GPU_MEMORY_USED, Reading.MEMORY_USED_BYTES, 1, ()),
+        (catalog.GPU_MEMORY_TOTAL, Reading.MEMORY_TOTAL_BYTES, 1, ()),
+        (catalog.GPU_POWER, Reading.POWER_MILLIWATTS, 1e-3, ()),
+        (catalog.GPU_POWER_LIMIT, Reading.POWER_LIMIT_MILLIWATTS, 1e-3, ()),
+        (catalog.GPU_ENERGY, Reading.ENERGY_MILLIJOULES, 1e-3, ()),
+        (catalog.GPU_TEMPERATURE, Reading.TEMPERATURE_CELSIUS, 1, ()),
+        (catalog.GPU_SM_CLOCK, Reading.SM_CLOCK_MHZ, MHZ, ()),
+        (catalog.GPU_MEMORY_CLOCK, Reading.MEMORY_CLOCK_MHZ, MHZ, ()),
+        (catalog.GPU_PCIE_REPLAYS, Reading.PCIE_REPLAYS, 1, ()),
+        (catalog.GPU_ECC_ERRORS, Reading.ECC_CORRECTED, 1, ("corrected",)),
+        (catalog.GPU_ECC_ERRORS, Reading.ECC_UNCORRECTED, 1, ("uncorrected",)),
+        (catalog.GPU_REMAPPED_ROWS, Reading.REMAPPED_CORRECTABLE, 1, ("correctable",)),
+        (catalog.GPU_REMAPPED_ROWS, Reading.REMAPPED_UNCORRECTABLE, 1, ("uncorrectable",)),
+    )
 
     def __init__(
-        self, nvml: ModuleType | Any | None = None, top_processes: int = DEFAULT_TOP_PROCESSES
+        self, nvml: Nvml | None = None, top_processes: int = DEFAULT_TOP_PROCESSES
     ) -> None:
-        self.nvml = nvml
+        self.nvml: Nvml = nvml if nvml is not None else PynvmlBinding()
         self.top_processes = top_processes
-        self.health = _Health(NVML)
+        self.health = _health(NVML)
         self.ready = False
-        self.events: Any = None
         self.identities: dict[int, list[str]] = {}  # index -> labels, kept for a GPU that is lost
         self.xids: dict[tuple[str, ...], float] = defaultdict(float)
 
-    def _module(self) -> Any:
-        if self.nvml is None:
-            import pynvml  # the `gpu` extra; imported only when NVML is the source
-
-            self.nvml = pynvml
-        return self.nvml
-
     def start(self) -> bool:
-        """nvmlInit and XID event registration; False (counted) while there is no driver."""
+        """Start NVML and watch for XID events; False (counted) while there is no driver."""
         if self.ready:
             return True
         try:
-            nvml = self._module()
-        except ImportError:
-            self.health.errors["no_driver"] += 1
+            self.nvml.init()
+        except NvmlError:
+            self.health.count("no_driver")
             return False
         try:
-            nvml.nvmlInit()
-        except nvml.NVMLError:
-            self.health.errors["no_driver"] += 1
-            return False
-        self.events = None
-        try:
-            self.events = nvml.nvmlEventSetCreate()
-            for index in range(nvml.nvmlDeviceGetCount()):
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                nvml.nvmlDeviceRegisterEvents(
-                    handle, nvml.nvmlEventTypeXidCriticalError, self.events
-                )
-        except nvml.NVMLError:
+            self.nvml.device_count()
+            self.nvml.watch_xids()
+        except NvmlError:
             pass  # XID events are not supported everywhere; the rest still works
         self.ready = True
         return True
@@ -133,124 +117,87 @@ class NvmlCollector:
         families = Families()
         up = self.start()
         if up:
-            nvml = self.nvml
             try:
-                count = nvml.nvmlDeviceGetCount()
-            except nvml.NVMLError:
-                self.health.errors["nvml"] += 1
+                count = self.nvml.device_count()
+            except NvmlError:
+                self.health.count("nvml")
                 self.ready, count, up = False, 0, False
-            handles: dict[Any, list[str]] = {}
             for index in range(count):
-                self._device(index, families, handles)
-            self._drain_xids(handles)
+                self._device(index, families)
+            self._drain_xids()
             for key, total in sorted(self.xids.items()):
                 families.add(catalog.GPU_XID_ERRORS, list(key), total)
         yield from self.health.families(up)
         yield from families
 
-    def _device(self, index: int, families: Families, handles: dict[Any, list[str]]) -> None:
-        nvml = self.nvml
+    def _device(self, index: int, families: Families) -> None:
         try:
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            labels = [
-                str(index),
-                _text(nvml.nvmlDeviceGetUUID(handle)),
-                _text(nvml.nvmlDeviceGetName(handle)),
+            identity = self.nvml.identity(index)
+            labels = [str(index), identity.uuid, identity.name]
+            self.identities[index] = labels
+            readings = [
+                (metric, labels + extra, value) for metric, extra, value in self._readings(index)
             ]
-        except nvml.NVMLError as error:
-            self._failed(error, index, families)
-            return
-        self.identities[index] = labels
-        handles[handle] = labels
-        readings: list[tuple[catalog.Metric, list[str], float]] = []
-        try:
-            for metric, extra, value in self._readings(handle):
-                readings.append((metric, labels + extra, value))
-        except nvml.NVMLError as error:  # GPU lost mid-way: nothing of this scrape is kept
+        except NvmlError as error:  # GPU lost mid-way: nothing of this scrape is kept
             self._failed(error, index, families)
             return
         families.add(catalog.GPU_UP, labels, 1)
         for metric, series, value in readings:
             families.add(metric, series, value)
 
-    def _failed(self, error: Exception, index: int, families: Families) -> None:
-        nvml = self.nvml
-        lost = isinstance(error, nvml.NVMLError_GpuIsLost)
-        self.health.errors["gpu_lost" if lost else "nvml"] += 1
+    def _failed(self, error: NvmlError, index: int, families: Families) -> None:
+        lost = isinstance(error, GpuLost)
+        self.health.count("gpu_lost" if lost else "nvml")
         if lost:
             self.ready = False  # re-initialise NVML next scrape, so a GPU that comes back is seen
         families.add(catalog.GPU_UP, self.identities.get(index, [str(index), "", ""]), 0)
 
-    def _readings(self, handle: Any) -> Iterator[tuple[catalog.Metric, list[str], float]]:
-        """Every value of one GPU; an unsupported one is skipped, a lost GPU raises."""
-        nvml, m = self.nvml, catalog
+    def _read(self, index: int, reading: Reading) -> float | None:
+        """One value; None if unsupported or failed (counted); a lost GPU raises."""
+        try:
+            return self.nvml.reading(index, reading)
+        except NotSupported:
+            return None
+        except GpuLost:
+            raise
+        except NvmlError:
+            self.health.count("nvml")
+            return None
 
-        def read(call: Any, *args: Any) -> Any:
-            try:
-                return call(handle, *args)
-            except nvml.NVMLError_NotSupported:
-                return None
-            except nvml.NVMLError as error:
-                if isinstance(error, nvml.NVMLError_GpuIsLost):
-                    raise
-                self.health.errors["nvml"] += 1
-                return None
-
-        utilization = read(nvml.nvmlDeviceGetUtilizationRates)
-        if utilization is not None:
-            yield m.GPU_UTILIZATION, [], utilization.gpu / 100
-        memory = read(nvml.nvmlDeviceGetMemoryInfo)
-        if memory is not None:
-            yield m.GPU_MEMORY_USED, [], float(memory.used)
-            yield m.GPU_MEMORY_TOTAL, [], float(memory.total)
-        for metric, call, args, scale in (
-            (m.GPU_POWER, nvml.nvmlDeviceGetPowerUsage, (), 1e-3),  # mW
-            (m.GPU_POWER_LIMIT, nvml.nvmlDeviceGetEnforcedPowerLimit, (), 1e-3),  # mW
-            (m.GPU_ENERGY, nvml.nvmlDeviceGetTotalEnergyConsumption, (), 1e-3),  # mJ
-            (m.GPU_TEMPERATURE, nvml.nvmlDeviceGetTemperature, (nvml.NVML_TEMPERATURE_GPU,), 1),
-            (m.GPU_SM_CLOCK, nvml.nvmlDeviceGetClockInfo, (nvml.NVML_CLOCK_SM,), MHZ),
-            (m.GPU_MEMORY_CLOCK, nvml.nvmlDeviceGetClockInfo, (nvml.NVML_CLOCK_MEM,), MHZ),
-            (m.GPU_PCIE_REPLAYS, nvml.nvmlDeviceGetPcieReplayCounter, (), 1),
-        ):
-            value = read(call, *args)
+    def _readings(self, index: int) -> Iterator[tuple[catalog.Metric, list[str], float]]:
+        """Every value of one GPU in base units; an unsupported one is skipped."""
+        for metric, reading, scale, extra in self.READINGS:
+            value = self._read(index, reading)
             if value is not None:
-                yield metric, [], value * scale
-        reasons = read(nvml.nvmlDeviceGetCurrentClocksEventReasons)
+                yield metric, list(extra), value * scale
+        reasons = self._read(index, Reading.CLOCKS_EVENT_REASONS)
         if reasons is not None:
-            for bit, reason in m.GPU_CLOCK_EVENT_REASONS.items():
-                yield m.GPU_CLOCKS_EVENT, [reason], 1 if reasons & bit else 0
-        ecc_kinds = {
-            "corrected": nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
-            "uncorrected": nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
-        }
-        for kind, error_type in ecc_kinds.items():
-            value = read(nvml.nvmlDeviceGetTotalEccErrors, error_type, nvml.NVML_AGGREGATE_ECC)
-            if value is not None:
-                yield m.GPU_ECC_ERRORS, [kind], value
-        rows = read(nvml.nvmlDeviceGetRemappedRows)
-        if rows is not None:
-            yield m.GPU_REMAPPED_ROWS, ["correctable"], rows[0]
-            yield m.GPU_REMAPPED_ROWS, ["uncorrectable"], rows[1]
-        processes = read(nvml.nvmlDeviceGetComputeRunningProcesses) or []
-        used = [(p.usedGpuMemory or 0, p.pid) for p in processes]
-        for memory_used, pid in sorted(used, reverse=True)[: self.top_processes]:
-            yield m.GPU_PROCESS_MEMORY, [str(pid)], float(memory_used)
+            for bit, reason in catalog.GPU_CLOCK_EVENT_REASONS.items():
+                yield catalog.GPU_CLOCKS_EVENT, [reason], 1 if int(reasons) & bit else 0
+        try:
+            processes = self.nvml.processes(index)
+        except NotSupported:
+            processes = []
+        except GpuLost:
+            raise
+        except NvmlError:
+            self.health.count("nvml")
+            processes = []
+        for used, pid in sorted(((u, p) for p, u in processes), reverse=True)[: self.top_processes]:
+            yield catalog.GPU_PROCESS_MEMORY, [str(pid)], float(used)
 
-    def _drain_xids(self, handles: dict[Any, list[str]]) -> None:
+    def _drain_xids(self) -> None:
         """Count the XID events that arrived since the last scrape, without waiting."""
-        if self.events is None:
-            return
-        nvml = self.nvml
         while True:
             try:
-                event = nvml.nvmlEventSetWait(self.events, 0)
-            except nvml.NVMLError_Timeout:
+                event = self.nvml.next_xid()
+            except NvmlError:
+                self.health.count("nvml")
                 return
-            except nvml.NVMLError:
-                self.health.errors["nvml"] += 1
+            if event is None:
                 return
-            labels = handles.get(event.device, ["", "", ""])
-            self.xids[(*labels, str(event.eventData))] += 1
+            labels = self.identities.get(event.index, ["", "", ""])
+            self.xids[(*labels, str(event.code))] += 1
 
 
 class DcgmCollector:
@@ -281,39 +228,21 @@ class DcgmCollector:
         {*FIELDS, DCGM.FB_FREE, DCGM.FB_RESERVED, DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE, DCGM.XID}
     )
 
-    def __init__(self, url: str, timeout: float = sidecar.DEFAULT_TIMEOUT) -> None:
-        self.url = sidecar.metrics_url(url)
-        self.timeout = timeout
-        self.health = _Health(DCGM_SOURCE)
-        self.session = requests.Session()
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.upstream = Upstream(url, timeout)
+        self.health = _health(DCGM_SOURCE)
         self.last_xid: dict[tuple[str, ...], float] = {}
         self.xids: dict[tuple[str, ...], float] = defaultdict(float)
 
     def collect(self) -> Iterator[Metric]:
         try:
-            families = self.read(self.fetch())
-        except sidecar.ScrapeError as error:
-            self.health.errors[error.reason] += 1
+            families = self.read(self.upstream.fetch())
+        except ScrapeError as error:
+            self.health.count(error.reason)
             yield from self.health.families(False)
             return
         yield from self.health.families(True)
         yield from families
-
-    def fetch(self) -> str:
-        try:
-            answer = self.session.get(
-                self.url, timeout=self.timeout, headers={"Accept-Encoding": "identity"}
-            )
-        except requests.Timeout as error:
-            raise sidecar.ScrapeError("timeout", str(error)) from None
-        except requests.ConnectionError as error:
-            reason = "refused" if "refused" in str(error).lower() else "dropped"
-            raise sidecar.ScrapeError(reason, str(error)) from None
-        except requests.RequestException as error:
-            raise sidecar.ScrapeError("dropped", str(error)) from None
-        if answer.status_code != 200:
-            raise sidecar.ScrapeError("http_status", f"HTTP {answer.status_code}")
-        return answer.text
 
     def read(self, text: str) -> Families:
         families = Families(self.EXTRA_LABELS)
@@ -338,9 +267,9 @@ class DcgmCollector:
                 if name == DCGM.FB_USED:
                     memory[key][name] = value
         except (textformat.ParseError, ValueError) as error:
-            raise sidecar.ScrapeError("bad_payload", str(error)) from None
+            raise ScrapeError("bad_payload", str(error)) from None
         if not seen:
-            raise sidecar.ScrapeError("bad_payload", "no DCGM_FI_* field in the payload")
+            raise ScrapeError("bad_payload", "no DCGM_FI_* field in the payload")
         for key, fields in memory.items():
             if DCGM.FB_USED in fields and DCGM.FB_FREE in fields:
                 total = sum(
@@ -372,16 +301,12 @@ class DcgmCollector:
         self.last_xid[key] = value
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-gpu-exporter", description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=["auto", NVML, DCGM_SOURCE], default="auto")
     parser.add_argument("--dcgm-url", default="http://127.0.0.1:9400/metrics")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT")
-    parser.add_argument("--timeout", type=float, default=sidecar.DEFAULT_TIMEOUT)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     parser.add_argument("--top-processes", type=int, default=DEFAULT_TOP_PROCESSES)
     args = parser.parse_args(argv)
     nvml = NvmlCollector(top_processes=args.top_processes)

@@ -18,9 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
-import urllib3
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -29,23 +27,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from exporters import backends, catalog, serving, textformat
-from exporters.backends import Backend, Rule
-from exporters.cardinality import LabelCap
+from llm_slo_stack.exporters import backends, catalog, serving, textformat
+from llm_slo_stack.exporters.backends import Backend, Rule
+from llm_slo_stack.exporters.cardinality import LabelCap
+from llm_slo_stack.exporters.health import Health
+from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream, metrics_url
 
-ACCEPT = "text/plain; version=0.0.4"  # the classic format keeps vLLM's colons
-MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_TIMEOUT = 5.0  # Prometheus' default scrape timeout is 10 s
 DEFAULT_MAX_MODELS = 64
 DEFAULT_LISTEN = "127.0.0.1:9400"
-
-
-class ScrapeError(Exception):
-    """A failed scrape; `reason` is one of catalog.SCRAPE_ERROR_REASONS."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass
@@ -94,15 +83,17 @@ class SidecarCollector:
         model: str = "default",
         keep_engine: bool = False,
     ) -> None:
-        self.url = metrics_url(target)
+        self.upstream = Upstream(target, timeout)
         self.backend = None if backend == "auto" else backends.BACKENDS[backend]
-        self.timeout = timeout
         self.model = model
         self.keep_engine = keep_engine
-        self.pool = urllib3.PoolManager(maxsize=4)
+        self.health = Health(
+            catalog.EXPORTER_UPSTREAM_UP,
+            catalog.EXPORTER_SCRAPE_ERRORS,
+            catalog.SCRAPE_ERROR_REASONS,
+        )
         self._lock = threading.Lock()
         self._slots: dict[str, dict[str, _Slot]] = {name: {} for name in backends.BACKENDS}
-        self._errors: dict[str, float] = dict.fromkeys(catalog.SCRAPE_ERROR_REASONS, 0.0)
         self._models = LabelCap(max_models)
         self._overflow = 0.0
         # Per backend: upstream sample name -> (rule, part).
@@ -111,52 +102,15 @@ class SidecarCollector:
     def collect(self) -> Iterator[Metric]:
         start = time.monotonic()
         try:
-            text = self.fetch()
+            text = self.upstream.fetch()
             snapshot = self.read(text)
         except ScrapeError as error:
-            with self._lock:
-                self._errors[error.reason] += 1
+            self.health.count(error.reason)
             yield from self._health(up=False, seconds=time.monotonic() - start)
             return
         families = list(self.families(snapshot))
         yield from families
         yield from self._health(up=True, seconds=time.monotonic() - start)
-
-    def fetch(self) -> str:
-        """The server's /metrics body, within `timeout` seconds (plus at most one read)."""
-        deadline = time.monotonic() + self.timeout
-        try:
-            response = self.pool.request(
-                "GET",
-                self.url,
-                # Identity: next to the server bandwidth is free, gzip is not.
-                headers={"Accept": ACCEPT, "Accept-Encoding": "identity"},
-                timeout=urllib3.Timeout(connect=self.timeout, read=min(1.0, self.timeout)),
-                retries=False,
-                preload_content=False,
-            )
-            try:
-                if response.status != 200:
-                    raise ScrapeError("http_status", f"HTTP {response.status}")
-                body = bytearray()
-                for chunk in response.stream(1 << 16):
-                    body += chunk
-                    if time.monotonic() > deadline:
-                        raise ScrapeError("timeout", f"no full answer within {self.timeout}s")
-                    if len(body) > MAX_BYTES:
-                        raise ScrapeError("bad_payload", f"more than {MAX_BYTES} bytes")
-            finally:
-                response.release_conn()
-        except urllib3.exceptions.NewConnectionError as error:  # before its base class below
-            raise ScrapeError("refused", str(error)) from None
-        except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
-            raise ScrapeError("timeout", str(error)) from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise ScrapeError("dropped", str(error)) from None
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ScrapeError("bad_payload", f"not UTF-8: {error}") from None
 
     def read(self, text: str) -> Snapshot:
         """Map a payload's samples onto the catalog; ScrapeError if it is not metrics.
@@ -289,23 +243,15 @@ class SidecarCollector:
 
     def _health(self, up: bool, seconds: float) -> Iterator[Metric]:
         m = catalog
-        yield GaugeMetricFamily(
-            m.EXPORTER_UPSTREAM_UP.name, m.EXPORTER_UPSTREAM_UP.help, value=1 if up else 0
-        )
+        yield from self.health.families(up)
         yield GaugeMetricFamily(
             m.EXPORTER_SCRAPE_DURATION.name, m.EXPORTER_SCRAPE_DURATION.help, value=seconds
-        )
-        errors = CounterMetricFamily(
-            m.EXPORTER_SCRAPE_ERRORS.name, m.EXPORTER_SCRAPE_ERRORS.help, labels=["reason"]
         )
         overflow = CounterMetricFamily(
             m.EXPORTER_LABEL_OVERFLOW.name, m.EXPORTER_LABEL_OVERFLOW.help, labels=["label"]
         )
         with self._lock:
-            for reason, count in self._errors.items():
-                errors.add_metric([reason], count)
             overflow.add_metric([catalog.MODEL], self._overflow)
-        yield errors
         yield overflow
 
 
@@ -313,13 +259,6 @@ class SidecarCollector:
 def _le_text(bound: float) -> str:
     """A bucket bound as prometheus_client writes it ("0.25", "2.0", "+Inf"), formatted once."""
     return floatToGoString(bound)
-
-
-def metrics_url(target: str) -> str:
-    """The /metrics URL of a target given as a base URL or as the metrics URL itself."""
-    parts = urlsplit(target if "://" in target else f"http://{target}")
-    path = parts.path if parts.path not in ("", "/") else "/metrics"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,19 +1,10 @@
-"""Shared fixtures: the real promtool, the repository root, and the golden cases."""
+"""Fixtures and markers. Helpers the tests share live in tests/support/, not here."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "golden"
-
-
-def golden_cases() -> list[str]:
-    return sorted(p.name for p in GOLDEN.iterdir() if (p / "spec.yaml").is_file())
 
 
 @pytest.fixture(scope="session")
@@ -25,30 +16,8 @@ def promtool() -> str:
     return path
 
 
-def run_promtool(
-    promtool: str, *args: str | Path, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [promtool, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
-def generate_refused(capsys: pytest.CaptureFixture, out: Path, *specs: Path) -> str:
-    """Run `llm-slo generate` expecting it to refuse the specs; returns its stderr.
-
-    Refusing means exit status 1 and not a single file written.
-    """
-    from slo import cli  # the CLI imports the generators; keep conftest light
-
-    boards = out.parent / "dashboards"
-    command = [
-        "generate",
-        *map(str, specs),
-        "--rules-dir",
-        str(out),
-        "--dashboards-dir",
-        str(boards),
-    ]
-    assert cli.main(command) == cli.EXIT_INVALID
-    assert not out.exists() and not boards.exists()
-    return capsys.readouterr().err
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for promtool is a promtool test, marked or not."""
+    for item in items:
+        if "promtool" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.promtool)

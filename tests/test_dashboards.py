@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards import generator as dashboards
-from exporters import catalog
-from rules import generator, gpu
-from slo import spec
-from tests.conftest import ROOT, run_promtool
+from llm_slo_stack.dashboards import generator as dashboards
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules import generator, gpu
+from llm_slo_stack.slo import spec
+from tests.support.paths import ROOT
+from tests.support.promtool import run as run_promtool
 
 DEFAULT = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
-BOARDS = {**dashboards.files(DEFAULT), **dashboards.gpu_file()}
+BOARDS = {**dashboards.files(DEFAULT), **dashboards.shared_files()}
 VARIABLES = {"$service": DEFAULT.service, "$model": ".*", "$instance": ".*", "$__all": ".*"}
 
 
@@ -133,7 +134,7 @@ def test_every_target_is_valid_promql(tmp_path: Path, promtool: str) -> None:
 
 def test_generation_is_deterministic() -> None:
     again = {**dashboards.files(spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")),
-             **dashboards.gpu_file()}  # fmt: skip
+             **dashboards.shared_files()}  # fmt: skip
     assert again == BOARDS
     for text in BOARDS.values():
         assert text.endswith("\n")
@@ -162,6 +163,7 @@ def test_grafana_provisioning_fits_the_dashboards() -> None:
         assert variable["query"] == sources[0]["type"]
 
 
+@pytest.mark.prometheus
 def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) -> None:
     """Debian's Prometheus with the generated rules, scraping the simulator (started with
     `llm-slo vllm-args`' buckets, as the README says) through the sidecar and the tracing
@@ -169,22 +171,24 @@ def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) 
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
-    from exporters.gpu import DcgmCollector, NvmlCollector
-    from exporters.sidecar import SidecarCollector
-    from rules import writer
-    from simulator.latency import Profile
-    from simulator.metrics import parse_custom_buckets
-    from simulator.server import Config, create_app
-    from slo import buckets as slo_buckets
-    from tests import loopback
-    from tests.fake_nvml import FakeNvml
-    from tests.test_gpu import FIXTURES, gpus
-    from tests.test_prometheus import prometheus, query
-    from tests.test_tracing import chat
-    from tracing.middleware import Targets
-    from tracing.proxy import create_app as proxy_app
+    from llm_slo_stack.exporters.gpu import DcgmCollector, NvmlCollector
+    from llm_slo_stack.exporters.nvml import FakeNvml
+    from llm_slo_stack.exporters.sidecar import SidecarCollector
+    from llm_slo_stack.rules import writer
+    from llm_slo_stack.simulator.latency import Profile
+    from llm_slo_stack.simulator.metrics import parse_custom_buckets
+    from llm_slo_stack.simulator.server import Config, create_app
+    from llm_slo_stack.slo import buckets as slo_buckets
+    from llm_slo_stack.tracing.middleware import Targets
+    from llm_slo_stack.tracing.proxy import create_app as proxy_app
+    from tests.support import loopback
+    from tests.support.gpus import gpus
+    from tests.support.paths import FIXTURES
+    from tests.support.prometheus import query
+    from tests.support.prometheus import scraping as prometheus
+    from tests.support.serving import chat
 
-    for name, text in {**writer.files(DEFAULT), **writer.gpu_files()}.items():
+    for name, text in {**writer.files(DEFAULT), **writer.shared_files()}.items():
         (tmp_path / "rules" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "rules" / name).write_text(text)
     rule_files = sorted((tmp_path / "rules").glob("*.rules.yaml"))

@@ -1,4 +1,4 @@
-"""The GPU exporter without hardware: NVML through an in-memory fake of pynvml's API,
+"""The GPU exporter without hardware: NVML through the in-memory fake of our Nvml interface,
 the real pynvml on this GPU-less machine, dcgm-exporter payloads over loopback HTTP."""
 
 from __future__ import annotations
@@ -10,39 +10,19 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from exporters import catalog
-from exporters.gpu import DcgmCollector, NvmlCollector
-from tests import loopback
-from tests.fake_nvml import FakeGpu, FakeNvml
-from tests.test_sidecar import scrape, value
-
-FIXTURES = Path(__file__).parent / "fixtures"
-H100 = "NVIDIA H100 80GB HBM3"
-
-
-def gpus() -> list[FakeGpu]:
-    return [
-        FakeGpu(
-            "GPU-0",
-            H100,
-            clocks_event_reasons=0x4 | 0x40,
-            ecc=(3, 1),
-            remapped_rows=(2, 0),
-            pcie_replays=7,
-            processes=[(101, 30 * 2**30), (102, 8 * 2**30), (103, 2 * 2**30)],
-        ),  # fmt: skip
-        FakeGpu(
-            "GPU-1",
-            H100,
-            utilization=0,
-            memory_used=2**30,
-            not_supported={"nvmlDeviceGetPowerUsage"},
-        ),
-    ]
-
-
-def gpu(index: int, uuid: str) -> dict[str, str]:
-    return {"gpu": str(index), "uuid": uuid, "gpu_name": H100}
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.gpu import DcgmCollector, NvmlCollector
+from llm_slo_stack.exporters.nvml import (
+    FakeNvml,
+    GpuLost,
+    NotSupported,
+    NvmlError,
+    PynvmlBinding,
+)
+from tests.support import loopback
+from tests.support.gpus import H100, gpu, gpus
+from tests.support.paths import FIXTURES
+from tests.support.scrape import scrape, value
 
 
 def test_nvml_values_in_base_units_over_http() -> None:
@@ -124,6 +104,28 @@ def test_real_pynvml_without_a_gpu_keeps_serving() -> None:
         first, second = scrape(url), scrape(url)
     assert value(first, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 0
     assert value(second, catalog.GPU_EXPORTER_ERRORS.name, reason="no_driver") == 2
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (pynvml.NVMLError_GpuIsLost, GpuLost),
+        (pynvml.NVMLError_NotSupported, NotSupported),
+        (pynvml.NVMLError_Unknown, NvmlError),
+    ],
+)
+def test_the_real_binding_names_pynvml_errors_by_type(
+    raised: type[pynvml.NVMLError], expected: type[NvmlError]
+) -> None:
+    binding = PynvmlBinding()
+    binding._nvml = pynvml
+
+    def call() -> int:
+        raise raised()
+
+    with pytest.raises(expected) as caught:
+        binding._call(call)
+    assert type(caught.value) is expected
 
 
 def dcgm_labels(gpu_index: str, uuid: str, name: str, **extra: str) -> dict[str, str]:

@@ -5,36 +5,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from exporters import catalog
-from exporters.catalog import VLLM
-from exporters.serving import parse_listen
-from exporters.sidecar import ScrapeError, SidecarCollector, metrics_url
-from simulator.latency import Profile
-from simulator.metrics import CURRENT, LEGACY
-from simulator.server import Config, create_app
-from tests import loopback
-
-FIXTURES = Path(__file__).parent / "fixtures"
-MODEL = "llama-test"
-REQUESTS = 6
-TOKENS = 5
-Series = dict[tuple[str, frozenset], float]
-
-
-def scrape(url: str) -> Series:
-    text = requests.get(url, timeout=10).text
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import VLLM
+from llm_slo_stack.exporters.serving import parse_listen
+from llm_slo_stack.exporters.sidecar import SidecarCollector
+from llm_slo_stack.exporters.upstream import ScrapeError, metrics_url
+from llm_slo_stack.simulator.latency import Profile
+from llm_slo_stack.simulator.metrics import CURRENT, LEGACY
+from llm_slo_stack.simulator.server import Config, create_app
+from tests.support import loopback
+from tests.support.paths import FIXTURES
+from tests.support.scrape import Series, names, scrape, value
+from tests.support.serving import MODEL, REQUESTS, TOKENS, load
 
 
 def through_exporter(body: str, **options: object) -> Series:
@@ -44,14 +30,6 @@ def through_exporter(body: str, **options: object) -> Series:
         loopback.exporter(SidecarCollector(upstream, **options)) as url,  # type: ignore[arg-type]
     ):
         return scrape(url)
-
-
-def value(series: Series, name: str, **labels: str) -> float:
-    return series[(name, frozenset(labels.items()))]
-
-
-def names(series: Series) -> set[str]:
-    return {name for name, _ in series}
 
 
 def serving(series: Series) -> set[str]:
@@ -76,24 +54,6 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[str]:
     app = create_app(Config(served_model_name=MODEL, flavor=flavor, seed=7, profile=fast))
     with loopback.asgi(app) as url:
         yield url
-
-
-def load(url: str, count: int = REQUESTS) -> None:
-    """`count` chat requests of TOKENS tokens each, every other one streamed."""
-
-    def one(index: int) -> None:
-        body = {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "two words"}],
-            "max_tokens": TOKENS,
-            "stream": index % 2 == 0,
-        }
-        answer = requests.post(f"{url}/v1/chat/completions", json=body, timeout=30)
-        assert answer.status_code == 200
-        assert answer.content  # read the whole stream
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(one, range(count)))
 
 
 def test_every_phase_histogram_is_exported_from_current_vllm(simulator: str) -> None:

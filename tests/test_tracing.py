@@ -21,23 +21,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from exporters import catalog
-from exporters.catalog import VLLM
-from simulator.latency import Profile
-from simulator.server import Config
-from simulator.server import create_app as simulator_app
-from slo import spec
-from tests import loopback, otlp
-from tests.conftest import ROOT
-from tests.test_sidecar import scrape, value
-from tracing import provider
-from tracing.middleware import FIRST_TOKEN_EVENT, OUTCOME_ATTRIBUTE, LLMTracingMiddleware, Targets
-from tracing.proxy import create_app as proxy_app
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import VLLM
+from llm_slo_stack.simulator.latency import Profile
+from llm_slo_stack.simulator.server import Config
+from llm_slo_stack.simulator.server import create_app as simulator_app
+from llm_slo_stack.slo import spec
+from llm_slo_stack.tracing import provider
+from llm_slo_stack.tracing.middleware import (
+    FIRST_TOKEN_EVENT,
+    OUTCOME_ATTRIBUTE,
+    LLMTracingMiddleware,
+    Targets,
+)
+from llm_slo_stack.tracing.proxy import create_app as proxy_app
+from tests.support import loopback, otlp
+from tests.support.paths import ROOT
+from tests.support.scrape import scrape, value
+from tests.support.serving import PROMPT, chat
+from tests.support.serving import TRACE_MODEL as MODEL
+from tests.support.serving import TRACE_TOKENS as TOKENS
 
-MODEL = "trace-test"
-TOKENS = 6
 FAST = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.001, itl_jitter=0.0)
-PROMPT = "a secret prompt"
 
 
 @contextmanager
@@ -68,22 +73,6 @@ def settled(base: str, name: str, expected: float, **labels: str) -> dict:
         time.sleep(0.02)
         metrics = scrape(f"{base}/metrics")
     return metrics
-
-
-def chat(
-    base: str, stream: bool = True, headers: dict | None = None, **extra: object
-) -> requests.Response:
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": TOKENS,
-        "stream": stream,
-        "stream_options": {"include_usage": True},
-        **extra,
-    }
-    answer = requests.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=30)
-    assert answer.status_code == 200, answer.text
-    return answer
 
 
 def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> None:

@@ -13,7 +13,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from exporters import serving
+from llm_slo_stack.exporters import serving
 
 HOST = "127.0.0.1"
 

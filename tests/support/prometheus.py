@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
-from tests import loopback
+from tests.support import loopback
 
 WAIT_SECONDS = 30
+SCRAPE_SECONDS = 1
 
 
 class NotStarted(RuntimeError):
@@ -62,3 +64,40 @@ def running(folder: Path, config: dict, data: Path | None = None, *flags: str) -
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+@contextmanager
+def scraping(
+    folder: Path,
+    jobs: dict[str, list[str]],
+    rules: list[Path] = (),  # type: ignore[assignment]
+    labels: dict[str, dict[str, str]] | None = None,
+) -> Iterator[str]:
+    """Debian's Prometheus scraping each job's targets (host:port) every second, with
+    `rules` loaded and evaluated every second; yields its URL. `labels` adds target labels
+    per job, as Kubernetes service discovery would (pod, namespace)."""
+    config = {
+        "global": {
+            "scrape_interval": f"{SCRAPE_SECONDS}s",
+            "evaluation_interval": f"{SCRAPE_SECONDS}s",
+        },
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "static_configs": [{"targets": targets, "labels": (labels or {}).get(job, {})}],
+            }
+            for job, targets in jobs.items()
+        ],
+        "rule_files": [str(rule) for rule in rules],
+    }
+    try:
+        with running(folder, config) as url:
+            yield url
+    except NotStarted as error:
+        pytest.fail(str(error))
+
+
+def query(url: str, promql: str) -> list[dict]:
+    answer = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
