@@ -12,7 +12,7 @@ DASHBOARDS_DIR ?= dashboards/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: FORCE help generate test check lint promtool-check golden bench bench-queries promtool clean
+.PHONY: FORCE help generate import-graph test test-fast check lint promtool-check golden bench bench-queries promtool clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ generate: $(VENV)/.installed ## Write rules, alerts, their promtool tests and da
 test: check ## Every check, then the test suite (what CI runs)
 	$(BIN)/pytest
 
+test-fast: $(VENV)/.installed ## The test suite but promtool and real-Prometheus tests (under a minute)
+	$(BIN)/pytest -q -m "not promtool and not prometheus"
+
 check: lint promtool-check ## ruff, promtool on the generated rules, generated files up to date
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules --dashboards-dir $$tmp/dashboards >/dev/null && \
@@ -30,9 +33,12 @@ check: lint promtool-check ## ruff, promtool on the generated rules, generated f
 	{ echo "generated files are stale: run make and commit them"; exit 1; }
 	@echo "generated files are up to date"
 
-lint: $(VENV)/.installed ## ruff lint and format check
+lint: $(VENV)/.installed ## ruff lint and format check, mypy (strict) on the package, tests and benches
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# The package is checked where it is installed (the link tree); errors name the real files.
+	set -o pipefail; $(BIN)/mypy $(addprefix -p llm_slo_stack.,$(PACKAGES)) | sed -E 's#^build/__editable__[^/]*/llm_slo_stack/##'
+	$(BIN)/mypy tests bench
 
 promtool-check: promtool
 	promtool check rules $(RULES_DIR)/*.rules.yaml
@@ -73,3 +79,6 @@ promtool: ## Install promtool (Debian's prometheus package) if it is missing
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache *.egg-info
+
+import-graph: $(VENV)/.installed ## Print which folders import which (tests/test_layers.py says which may)
+	@$(BIN)/python -m tests.support.layers
