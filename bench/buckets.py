@@ -18,6 +18,7 @@ import math
 import random
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import Histogram
 
@@ -95,7 +96,9 @@ def sample(sampler: Sampler, seed: int, scale: float = 1.0) -> list[float]:
     return [scale * sampler(rng) for _ in range(SIZE)]
 
 
-def row(name: str, report: dict, target: float | None, in_range: bool = False) -> tuple[str, bool]:
+def row(
+    name: str, report: dict[str, Any], target: float | None, in_range: bool = False
+) -> tuple[str, bool]:
     errors = [report[buckets.label(q)]["relative_error"] for q in buckets.QUANTILES]
     if target is None:
         met = True

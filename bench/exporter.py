@@ -61,10 +61,10 @@ def best_of(runs: int, work: object) -> float:
     return min(times)
 
 
-def start_exporter(upstream: str) -> tuple[subprocess.Popen, str]:
+def start_exporter(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
     port = loopback.free_port()
     exe = Path(sys.executable).parent / "llm-vllm-exporter"
-    command = [
+    command: list[str | Path] = [
         exe,
         "--target",
         upstream,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import math
 import os
 import re
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -71,7 +73,7 @@ def bench_spec() -> Spec:
     return dataclasses.replace(default, slos=tuple(s for s in default.slos if s.name in SLOS))
 
 
-def recording_rules(groups: list[dict]) -> list[tuple[str, dict]]:
+def recording_rules(groups: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(group name, rule) for every recording rule; alerts left out."""
     return [(g["name"], rule) for g in groups for rule in g["rules"] if "record" in rule]
 
@@ -81,7 +83,7 @@ def reads(expr: str, names: set[str]) -> set[str]:
     return set(NAME.findall(expr)) & names
 
 
-def stages(groups: list[dict]) -> list[list[dict]]:
+def stages(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The recording rules in dependency order: stage n reads only raw series and the
     rules of stages before it. Groups keep their names; alerts are dropped."""
     records = recording_rules(groups)
@@ -94,9 +96,9 @@ def stages(groups: list[dict]) -> list[list[dict]]:
             want = 1 + max((level[n] for n in reads(rule["expr"], names)), default=0)
             if want > level[rule["record"]]:
                 level[rule["record"]], changed = want, True
-    out: list[list[dict]] = []
+    out: list[list[dict[str, Any]]] = []
     for stage in range(1, max(level.values()) + 1):
-        by_group: dict[str, list[dict]] = {}
+        by_group: dict[str, list[dict[str, Any]]] = {}
         for group, rule in records:
             if level[rule["record"]] == stage:
                 by_group.setdefault(group, []).append(rule)
@@ -184,7 +186,10 @@ def settled(url: str) -> None:
 
     def read(name: str) -> float:
         text = requests.get(f"{url}/metrics", timeout=10).text
-        return float(re.search(rf"^{name} (\S+)$", text, re.M)[1])
+        found = re.search(rf"^{name} (\S+)$", text, re.M)
+        if found is None:
+            raise RuntimeError(f"prometheus does not export {name}")
+        return float(found[1])
 
     time.sleep(max(0.0, read("process_start_time_seconds") + 75 - time.time()))
     before = read("process_cpu_seconds_total")
@@ -241,7 +246,13 @@ class Timing:
 
 def timed(url: str, expr: str, start: int, end: int) -> Timing:
     """RUNS range queries after one warm-up; the answer's points by model and time."""
-    params = {"query": expr, "start": start, "end": end, "step": STEP, "stats": "all"}
+    params: dict[str, str | float] = {
+        "query": expr,
+        "start": start,
+        "end": end,
+        "step": STEP,
+        "stats": "all",
+    }
     server, http = [], []
     for _ in range(RUNS + 1):
         began = time.perf_counter()
@@ -326,7 +337,8 @@ def main() -> int:
         "--workdir", type=Path, help="keep the TSDB here, reuse it next time (default: a temp dir)"
     )
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # progress shows through a pipe
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # progress shows through a pipe
     if shutil.which("promtool") is None:
         sys.exit("promtool not found: run `make promtool` (Debian's prometheus)")
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True)

@@ -86,7 +86,7 @@ def build(mode: str, upstream: str, scenario: str) -> object:
     return app
 
 
-def start(mode: str, scenario: str, upstream: str = "") -> tuple[subprocess.Popen, str]:
+def start(mode: str, scenario: str, upstream: str = "") -> tuple[subprocess.Popen[bytes], str]:
     port = loopback.free_port()
     command = [sys.executable, "-m", "bench.tracing", "--serve", mode, "--port", str(port)]
     command += ["--upstream", upstream, "--scenario", scenario]

@@ -116,7 +116,10 @@ def _dashboard(
         templating=_templating(spec),
         panels=panels,
     ).auto_panel_ids()
-    return json.loads(json.dumps(board.to_json_data(), cls=DashboardEncoder, sort_keys=True))
+    data: dict[str, Any] = json.loads(
+        json.dumps(board.to_json_data(), cls=DashboardEncoder, sort_keys=True)
+    )
+    return data
 
 
 SERVICE = "$service"

@@ -44,7 +44,7 @@ class Families:
 
     def __init__(self, extra_labels: tuple[str, ...] = ()) -> None:
         self.extra = extra_labels
-        self.families: dict[str, Metric] = {}
+        self.families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
     def add(self, metric: catalog.Metric, labels: list[str], value: float) -> None:
         family = self.families.get(metric.name)

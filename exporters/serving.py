@@ -69,7 +69,7 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     server_class = type("Server", (_ThreadingServer,), {"address_family": family})
     app = gzip_fast(make_wsgi_app(registry, disable_compression=True))
-    server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread

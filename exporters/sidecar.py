@@ -158,7 +158,7 @@ class SidecarCollector:
                 if histogram is None:
                     histogram = histograms[slot.series] = _Histogram()
                     snapshot.kinds[slot.series[0]] = slot.kind
-                if slot.part == "bucket":
+                if slot.le is not None:
                     histogram.buckets[slot.le] += value
                 elif slot.part == "sum":
                     histogram.sum += value * slot.scale
@@ -215,7 +215,7 @@ class SidecarCollector:
     def families(self, snapshot: Snapshot) -> Iterator[Metric]:
         """The catalog families of one scrape, in name order, series in label order."""
         by_name = {m.name: m for m in catalog.METRICS}
-        family: Metric | None = None
+        family: HistogramMetricFamily | None = None
         for (name, key), histogram in sorted(snapshot.histograms.items()):
             if family is None or family.name != name:
                 if family is not None:
@@ -227,19 +227,19 @@ class SidecarCollector:
             family.add_metric(list(key), cumulative, histogram.sum)
         if family is not None:
             yield family
-        family = None
+        scalar: CounterMetricFamily | GaugeMetricFamily | None = None
         for (name, key), values in sorted(snapshot.values.items()):
             metric = by_name[name]
-            if family is None or family.name != metric.name.removesuffix("_total"):
-                if family is not None:
-                    yield family
+            if scalar is None or scalar.name != metric.name.removesuffix("_total"):
+                if scalar is not None:
+                    yield scalar
                 kind = CounterMetricFamily if metric.kind == catalog.COUNTER else GaugeMetricFamily
-                family = kind(name, metric.help, labels=self._label_names(metric))
+                scalar = kind(name, metric.help, labels=self._label_names(metric))
             total = sum(values)
             mean = snapshot.kinds[name] == backends.GAUGE_MEAN
-            family.add_metric(list(key), total / len(values) if mean else total)
-        if family is not None:
-            yield family
+            scalar.add_metric(list(key), total / len(values) if mean else total)
+        if scalar is not None:
+            yield scalar
 
     def _health(self, up: bool, seconds: float) -> Iterator[Metric]:
         m = catalog
@@ -258,7 +258,7 @@ class SidecarCollector:
 @functools.lru_cache(maxsize=4096)
 def _le_text(bound: float) -> str:
     """A bucket bound as prometheus_client writes it ("0.25", "2.0", "+Inf"), formatted once."""
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,7 +135,9 @@ def _labels(index: str) -> dict[str, str]:
     return {m.GPU: index, m.UUID: f"GPU-{index}", m.GPU_NAME: "H100"}
 
 
-def _check(alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base: str) -> dict:
+def _check(
+    alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base: str
+) -> dict[str, Any]:
     expected = [
         {
             "exp_labels": {**labels, catalog.SEVERITY: alert.severity},

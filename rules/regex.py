@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import re
+from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
-
-try:  # Python 3.11+
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
-except ImportError:  # Python 3.10
-    import sre_parse  # type: ignore[no-redef]
 
 _CLASS_EXAMPLES = {"CATEGORY_DIGIT": "0", "CATEGORY_WORD": "a", "CATEGORY_SPACE": " "}
 
@@ -33,6 +29,7 @@ def _emit(items: list[tuple[Any, Any]], fill: str) -> str | None:
     out: list[str] = []
     for op, arg in items:
         name = str(op)
+        piece: str | None
         if name == "LITERAL":
             piece = chr(arg)
         elif name == "ANY":

@@ -62,7 +62,7 @@ class Series:
         return Selector(self.name, matchers).render()
 
 
-def sample(name: str, labels: dict[str, str], value: float) -> dict:
+def sample(name: str, labels: dict[str, str], value: float) -> dict[str, Any]:
     """An expected promtool sample with exactly these labels."""
     matchers = tuple(Matcher(k, "=", v) for k, v in sorted(labels.items()))
     return {"labels": Selector(name, matchers).render(), "value": value}
@@ -122,7 +122,7 @@ def unit_tests(spec: Spec, slo: SLO, rule_file: str) -> dict[str, dict[str, Any]
     return out
 
 
-def _file(rule_file: str, every: int, tests: list[dict]) -> dict[str, Any]:
+def _file(rule_file: str, every: int, tests: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rule_files": [rule_file], "evaluation_interval": minutes(every), "tests": tests}
 
 
@@ -142,9 +142,9 @@ class TestCases:
         self,
         name: str,
         segments: Sequence[Segment],
-        checks: list[dict],
+        checks: list[dict[str, Any]],
         layout: list[Series] | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """One promtool test: the input series over `segments`, then the checks."""
         layout = self.layout if layout is None else layout
         return {
@@ -168,7 +168,7 @@ class TestCases:
             conventions.ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())
         ).render()
 
-    def firing(self, window: burnrate.AlertWindow, at: int) -> dict:
+    def firing(self, window: burnrate.AlertWindow, at: int) -> dict[str, Any]:
         """A check that exactly this tier's alert fires at minute `at`, with all its labels."""
         labels = {
             catalog.ALERTNAME: catalog.ALERT_BUDGET_BURN,
@@ -192,14 +192,16 @@ class TestCases:
             "exp_samples": [sample(conventions.ALERTS, labels, 1)],
         }
 
-    def quiet(self, at: int, alertname: str = catalog.ALERT_BUDGET_BURN, **labels: str) -> dict:
+    def quiet(
+        self, at: int, alertname: str = catalog.ALERT_BUDGET_BURN, **labels: str
+    ) -> dict[str, Any]:
         return {
             "expr": self.alerts(alertname, **labels),
             "eval_time": minutes(at),
             "exp_samples": [],
         }
 
-    def never(self, until: int) -> dict:
+    def never(self, until: int) -> dict[str, Any]:
         """No burn alert was pending or firing at any evaluation up to minute `until`."""
         expr = f"count_over_time({self.alerts(catalog.ALERT_BUDGET_BURN)}[{minutes(until)}])"
         return {"expr": expr, "eval_time": minutes(until), "exp_samples": []}
@@ -214,7 +216,7 @@ class TestCases:
         )
         return math.ceil(seconds / 60)
 
-    def outage(self) -> list[dict]:
+    def outage(self) -> list[dict[str, Any]]:
         pages = self.pages()
         if not pages:
             return []
@@ -231,7 +233,7 @@ class TestCases:
             )
         return [self.case(", ".join(name), [healthy(start), burning(length, Fraction(1))], checks)]
 
-    def soak(self) -> list[dict]:
+    def soak(self) -> list[dict[str, Any]]:
         tiers = self.slo.alert_windows
         if not tiers:
             return []
@@ -254,7 +256,7 @@ class TestCases:
             ),
         ]
 
-    def recovery(self) -> list[dict]:
+    def recovery(self) -> list[dict[str, Any]]:
         pages = self.pages()
         if not pages:
             return []
@@ -275,7 +277,7 @@ class TestCases:
         go_style = series_layout(self.spec, self.slo, go_le=True)
         return [self.case(", ".join(name), segments, checks, layout=go_style)]
 
-    def zero_traffic(self) -> dict:
+    def zero_traffic(self) -> dict[str, Any]:
         span = 2 * HEALTHY_MINUTES
         return self.case(
             f"{span}m without traffic raises no alert (no NaN pages, no absent alert)",
@@ -283,7 +285,7 @@ class TestCases:
             [self.never(span), self.quiet(span, catalog.ALERT_SLI_ABSENT)],
         )
 
-    def never_failed(self) -> list[dict]:
+    def never_failed(self) -> list[dict[str, Any]]:
         """A counter of bad events that does not exist yet reads as 0 errors, not as no data."""
         layout = [s for s in self.layout if s.counts != BAD]
         if len(layout) == len(self.layout):
@@ -302,7 +304,7 @@ class TestCases:
         name = "a server whose error counter does not exist yet has an error ratio of 0"
         return [self.case(name, [healthy(at)], checks, layout=layout)]
 
-    def absent(self) -> list[dict]:
+    def absent(self) -> list[dict[str, Any]]:
         """Missing data raises the absent alert after its `for` (10m), not before."""
         fires = 10 + SLACK_MINUTES
         labels = {

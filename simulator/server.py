@@ -316,8 +316,11 @@ class _Reply:
         }
 
     def _envelope(
-        self, choices: list[dict], usage: dict | None = None, chunk: bool = False
-    ) -> dict:
+        self,
+        choices: list[dict[str, Any]],
+        usage: dict[str, Any] | None = None,
+        chunk: bool = False,
+    ) -> dict[str, Any]:
         kind = ("chat.completion" if self.chat else "text_completion") + (
             ".chunk" if chunk and self.chat else ""
         )
@@ -332,7 +335,7 @@ class _Reply:
             body["usage"] = usage
         return body
 
-    def whole(self, count: int, finish: str) -> dict:
+    def whole(self, count: int, finish: str) -> dict[str, Any]:
         text = "".join(f"tok{i} " for i in range(count))
         choice = (
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo.model import LatencySLI, Spec
@@ -119,12 +120,12 @@ def exact(ordered: Sequence[float], q: float) -> float:
 
 def evaluate(
     samples: Iterable[float], bounds: Sequence[float], quantiles: Sequence[float] = QUANTILES
-) -> dict:
+) -> dict[str, Any]:
     """Per quantile the exact value, Prometheus' estimate and the relative error; and the
     share of samples above the last finite bound (in +Inf)."""
     ordered = sorted(samples)
     counts = cumulative_counts(ordered, bounds)
-    result: dict = {}
+    result: dict[str, Any] = {}
     for q in quantiles:
         truth, guess = exact(ordered, q), estimate(q, bounds, counts)
         error = abs(guess - truth) / truth if truth else (0.0 if guess == 0 else math.inf)
@@ -140,7 +141,7 @@ def label(q: float) -> str:
 
 def worst_error(samples: Sequence[float], bounds: Sequence[float]) -> float:
     report = evaluate(samples, bounds)
-    return max(report[label(q)]["relative_error"] for q in QUANTILES)
+    return max(float(report[label(q)]["relative_error"]) for q in QUANTILES)
 
 
 def _worst_sorted(ordered: Sequence[float], bounds: Sequence[float]) -> float:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-_UNITS = {"ms": Fraction(1, 1000), "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNITS: dict[str, Fraction] = {
+    unit: Fraction(seconds)
+    for unit, seconds in (
+        ("ms", Fraction(1, 1000)), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)
+    )
+}  # fmt: skip
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 
 
@@ -26,9 +31,9 @@ def promql(seconds: int) -> str:
     raise ValueError(f"not a whole number of seconds: {seconds}")
 
 
-def human(seconds: float) -> str:
+def human(exact: float | Fraction) -> str:
     """A short reading of a duration for people: `52s`, `43m`, `2d 2h`."""
-    seconds = round(seconds)
+    seconds = round(exact)
     if seconds < 120:
         return f"{seconds}s"
     minutes = round(seconds / 60)

@@ -47,6 +47,7 @@ GROUP_BY_RESERVED = RESERVED_LABELS - {catalog.MODEL}
 
 _MISSING = object()
 Path_ = tuple[str | int, ...]
+Buckets = dict[str, tuple[float, ...]]  # phase -> bounds, from the spec's buckets:
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int], list[Pro
     return data, lines, problems
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict, problems: list, source: str) -> None:
+def _walk(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem], source: str
+) -> None:
     """Record the line of every field and report duplicate keys, which YAML hides."""
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -194,7 +197,9 @@ class _Checker:
             Problem(self.source, line, render_path(path), expected, str(shown), hint)
         )
 
-    def mapping(self, path: Path_, value: Any, known: tuple[str, ...] | None) -> dict | None:
+    def mapping(
+        self, path: Path_, value: Any, known: tuple[str, ...] | None
+    ) -> dict[str, Any] | None:
         """`value` as a dict, reporting a wrong type and (given `known`) unknown keys."""
         if not isinstance(value, dict):
             self.problem(path, "a mapping", value)
@@ -212,7 +217,7 @@ class _Checker:
         return value
 
     def text(
-        self, path: Path_, value: Any, pattern: re.Pattern | None, expected: str
+        self, path: Path_, value: Any, pattern: re.Pattern[str] | None, expected: str
     ) -> str | None:
         if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
             self.problem(path, expected, value)
@@ -318,7 +323,7 @@ class _Checker:
                 names.append(item)
         return names
 
-    def buckets(self, value: Any) -> dict[str, tuple[float, ...]]:
+    def buckets(self, value: Any) -> Buckets:
         if value is _MISSING or value is None:
             return {}
         mapping = self.mapping(("buckets",), value, tuple(catalog.PHASES))
@@ -335,7 +340,7 @@ class _Checker:
                 result[phase] = tuple(float(b) for b in bounds)
         return result
 
-    def slos(self, value: Any, period: int | None, buckets: dict) -> list[SLO]:
+    def slos(self, value: Any, period: int | None, buckets: Buckets) -> list[SLO]:
         if not isinstance(value, list) or not value:
             self.problem(("slos",), "a non-empty list of SLOs", value)
             return []
@@ -347,13 +352,14 @@ class _Checker:
                 self.problem(
                     ("slos", index, "name"), "a name unique in this file", _Found(f"{name!r} again")
                 )
-            names.add(name)
+            if isinstance(name, str):
+                names.add(name)
             slo = self.slo(("slos", index), item, period, buckets)
             if slo is not None:
                 slos.append(slo)
         return slos
 
-    def slo(self, path: Path_, value: Any, period: int | None, buckets: dict) -> SLO | None:
+    def slo(self, path: Path_, value: Any, period: int | None, buckets: Buckets) -> SLO | None:
         fields = self.mapping(path, value, _SLO_FIELDS)
         if fields is None:
             return None
@@ -364,7 +370,7 @@ class _Checker:
             self.problem((*path, "description"), "a string", description)
         sli = self.sli((*path, "sli"), fields.get("sli", _MISSING), buckets)
         alerting = self.alerting((*path, "alerting"), fields.get("alerting", _MISSING))
-        if None in (name, objective, sli, alerting):
+        if name is None or objective is None or sli is None or alerting is None:
             return None
         slo = SLO(
             name, objective, sli, alerting, description if isinstance(description, str) else ""
@@ -379,7 +385,7 @@ class _Checker:
             return None
         return Fraction(Decimal(str(value)))
 
-    def sli(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+    def sli(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
         fields = self.mapping(path, value, _SLI_KINDS)
         if fields is None:
             return None
@@ -389,16 +395,16 @@ class _Checker:
             self.problem(path, f"exactly one of {', '.join(_SLI_KINDS)}", _Found(found))
             return None
         kind = kinds[0]
-        build: Callable[[Path_, Any, dict], SLI | None] = getattr(self, f"sli_{kind}")
+        build: Callable[[Path_, Any, Buckets], SLI | None] = getattr(self, f"sli_{kind}")
         return build((*path, kind), fields[kind], buckets)
 
-    def sli_availability(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+    def sli_availability(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
         if value not in (None, {}):
             self.problem(path, "{} (availability takes no parameters)", value)
             return None
         return AvailabilitySLI()
 
-    def sli_latency(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+    def sli_latency(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
         fields = self.mapping(path, value, ("phase", "threshold"))
         if fields is None:
             return None
@@ -444,7 +450,7 @@ class _Checker:
             f'"$(llm-slo vllm-args {self.source})"',
         )
 
-    def sli_ratio(self, path: Path_, value: Any, buckets: dict) -> SLI | None:
+    def sli_ratio(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
         fields = self.mapping(path, value, ("errors", "total"))
         if fields is None:
             return None

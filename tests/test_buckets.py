@@ -132,7 +132,7 @@ def test_vllm_families_hold_every_threshold_and_the_tuned_sets() -> None:
 
 
 def test_vllm_args_includes_an_overridden_threshold(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "chat.yaml"
     path.write_text(
@@ -158,7 +158,7 @@ def test_the_misaligned_threshold_error_names_vllm_args() -> None:
     assert "llm-slo vllm-args chat.yaml" in str(raised.value)
 
 
-def test_cli_fit_eval_defaults(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_fit_eval_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     samples = tmp_path / "ttft.txt"
     samples.write_text("# seconds\n" + "\n".join(map(str, lognormal(3, 5000))) + "\n")
     assert (
@@ -199,7 +199,7 @@ def test_cli_fit_eval_defaults(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     ],
 )
 def test_bad_samples_are_a_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
 ) -> None:
     samples = tmp_path / "bad.txt"
     samples.write_text(content)
@@ -210,7 +210,7 @@ def test_bad_samples_are_a_message(
     assert message in capsys.readouterr().err
 
 
-def test_bad_bucket_lists_are_refused(capsys: pytest.CaptureFixture) -> None:
+def test_bad_bucket_lists_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["buckets", "eval", "--samples", "x", "--buckets", "[2, 1]"])
     assert "increasing positive bounds" in capsys.readouterr().err

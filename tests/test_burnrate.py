@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_the_windows_are_the_workbooks_four() -> None:
         (7, (Fraction(84, 25), Fraction(7, 5), Fraction(7, 10), Fraction(7, 30))),
     ],
 )
-def test_factors_follow_from_budget_share_and_period(days: int, factors: tuple) -> None:
+def test_factors_follow_from_budget_share_and_period(days: int, factors: tuple[Any, ...]) -> None:
     assert tuple(burnrate.factor(w, days * DAY) for w in burnrate.WINDOWS) == factors
 
 

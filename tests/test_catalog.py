@@ -56,7 +56,7 @@ def test_the_issue_names_are_the_contract() -> None:
     assert catalog.OUTCOMES == ("success", "error", "aborted", "rejected")
 
 
-NAME = re.compile(r"\b(llm_[a-z0-9_]+|slo:[a-z_]+:[a-z0-9_{}]+|LLM[A-Z][A-Za-z]+)\b")
+NAME = re.compile(r"\b(llm_(?!slo_stack\b)[a-z0-9_]+|slo:[a-z_]+:[a-z0-9_{}]+|LLM[A-Z][A-Za-z]+)\b")
 
 
 UPSTREAM = {
@@ -100,6 +100,11 @@ def test_no_metric_or_alert_name_is_typed_outside_the_catalog() -> None:
 )
 def test_the_scan_recognises_names_in_code(text: str) -> None:
     assert NAME.search(text)
+
+
+def test_the_scan_skips_the_package_namespace_but_not_names_that_start_like_it() -> None:
+    assert not NAME.search("from llm_slo_stack.exporters import catalog")
+    assert NAME.search("llm_slo_stack_requests_total")
 
 
 def test_the_scan_knows_the_upstream_names() -> None:

@@ -64,7 +64,7 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
 
 
 def test_check_validates_without_writing(
-    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["check", str(spec_file)]) == 0
     assert "ok (3 SLOs for service chat)" in capsys.readouterr().out
@@ -72,7 +72,7 @@ def test_check_validates_without_writing(
 
 
 def test_two_files_for_one_service_are_refused(
-    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     twin = tmp_path / "twin.yaml"
     twin.write_text(VALID, encoding="utf-8")
@@ -81,7 +81,7 @@ def test_two_files_for_one_service_are_refused(
 
 
 def test_one_bad_file_stops_every_file(
-    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(VALID.replace("service: chat", "service: other").replace("99.9", "120"))
@@ -104,7 +104,7 @@ def test_files_no_longer_generated_are_removed_but_not_the_users(
 
 
 def test_a_failed_write_leaves_every_file_as_it_was(
-    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "rules"
     assert generate(spec_file, out) == 0
@@ -121,7 +121,7 @@ def test_a_failed_write_leaves_every_file_as_it_was(
 
 
 def test_an_unwritable_folder_is_a_message(
-    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -151,7 +151,7 @@ def test_the_console_script_is_installed_and_documents_itself() -> None:
 
 
 def test_selectors_no_series_can_satisfy_are_a_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "chat.yaml"
     impossible = '\'http_requests_total{status="5xx", status="4xx"}\''

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,19 +24,19 @@ BOARDS = {**dashboards.files(DEFAULT), **dashboards.shared_files()}
 VARIABLES = {"$service": DEFAULT.service, "$model": ".*", "$instance": ".*", "$__all": ".*"}
 
 
-def boards() -> dict[str, dict]:
+def boards() -> dict[str, dict[str, Any]]:
     return {name: json.loads(text) for name, text in BOARDS.items()}
 
 
-def panels(board: dict) -> list[dict]:
+def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in board["panels"] if p["type"] != "row"]
 
 
-def exprs(board: dict) -> list[str]:
+def exprs(board: dict[str, Any]) -> list[str]:
     return [t["expr"] for p in panels(board) for t in p["targets"]]
 
 
-def unit(panel: dict) -> str | None:
+def unit(panel: dict[str, Any]) -> str | None:
     return (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit") or (
         panel.get("yAxis") or {}
     ).get("format")
@@ -208,7 +209,7 @@ def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) 
         loopback.exporter(SidecarCollector(upstream)) as sidecar,
         loopback.asgi(
             proxy_app(upstream, TracerProvider(), CollectorRegistry(), Targets.from_spec(DEFAULT))
-        ) as proxy,  # type: ignore[arg-type]
+        ) as proxy,
         loopback.exporter(NvmlCollector(nvml)) as nvml_url,
         loopback.http(loopback.payload((FIXTURES / "dcgm.metrics").read_text())) as (dcgm, _),
         loopback.exporter(DcgmCollector(dcgm)) as dcgm_url,

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules import generator, writer
 from llm_slo_stack.slo import burnrate, conventions, spec
+from llm_slo_stack.slo.model import Spec
 from tests.support.paths import ROOT
 from tests.support.specs import VALID
 
 
 @pytest.fixture(scope="module")
-def loaded() -> spec.Spec:
+def loaded() -> Spec:
     return spec.loads(VALID, "chat.yaml")
 
 
-def rules_of(groups: list[dict], key: str) -> list[dict]:
+def rules_of(groups: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"] if key in rule]
 
 
@@ -38,7 +40,7 @@ def test_numbers_render_exactly() -> None:
     assert conventions.number(Fraction(30)) == "30"
 
 
-def test_every_window_ratio_is_a_ratio_of_sums(loaded: spec.Spec) -> None:
+def test_every_window_ratio_is_a_ratio_of_sums(loaded: Spec) -> None:
     groups = generator.rule_groups(loaded)
     records = {
         (r["record"], r["labels"]["slo"]): r["expr"] for r in rules_of(groups[:-1], "record")
@@ -62,7 +64,7 @@ def test_every_window_ratio_is_a_ratio_of_sums(loaded: spec.Spec) -> None:
                 assert f"[{name}]))" in records[(total, slo.name)]
 
 
-def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: spec.Spec) -> None:
+def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: Spec) -> None:
     alerts = [
         a
         for a in rules_of(generator.rule_groups(loaded), "alert")
@@ -83,7 +85,7 @@ def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: spec.Sp
             assert set(alert["annotations"]) >= {"summary", "description", "runbook_url"}
 
 
-def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: spec.Spec) -> None:
+def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: Spec) -> None:
     alerts = [
         a
         for a in rules_of(generator.rule_groups(loaded), "alert")
@@ -93,7 +95,7 @@ def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: spec.Spec) -> 
     assert {a["annotations"]["runbook_url"] for a in alerts} == {"https://wiki.example.com/5xx"}
 
 
-def test_phase_quantiles_sum_buckets_by_le_before_histogram_quantile(loaded: spec.Spec) -> None:
+def test_phase_quantiles_sum_buckets_by_le_before_histogram_quantile(loaded: Spec) -> None:
     phases = generator.rule_groups(loaded)[-1]["rules"]
     assert len(phases) == len(catalog.PHASES) * (1 + len(catalog.PHASE_QUANTILES))
     for metric in catalog.PHASES.values():

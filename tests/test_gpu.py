@@ -206,7 +206,7 @@ def test_the_command_serves_dcgm_and_nvml_over_http() -> None:
     with loopback.http(loopback.payload((FIXTURES / "dcgm.metrics").read_text())) as (upstream, _):
         for source, expected in (("dcgm", 1.0), ("nvml", 0.0)):  # no driver here: nvml is up 0
             port = loopback.free_port()
-            command = [
+            command: list[str | Path] = [
                 exe,
                 "--source",
                 source,

@@ -22,7 +22,7 @@ MODEL = "sim-test"
 FAST = Profile(prefill_overhead=0.001, prefill_per_token=0.0, itl=0.001)
 
 
-def vllm_samples(base: str) -> dict[tuple[str, frozenset], float]:
+def vllm_samples(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = requests.get(f"{base}/metrics", timeout=10).text
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -61,7 +61,9 @@ def test_custom_histogram_buckets_flag_sets_the_ttft_bounds() -> None:
     "flag",
     ['{"time_to_first_tokens": [1]}', '{"time_to_first_token": [2, 1]}', "[1, 2]", "{not json"],
 )
-def test_bad_custom_buckets_are_refused_at_start(flag: str, capsys: pytest.CaptureFixture) -> None:
+def test_bad_custom_buckets_are_refused_at_start(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--custom-histogram-buckets", flag])
     assert "--custom-histogram-buckets" in capsys.readouterr().err
@@ -184,7 +186,7 @@ def test_faults_switch_at_run_time() -> None:
 
 def test_llm_sim_runs_as_a_command(tmp_path: Path) -> None:
     port = loopback.free_port()
-    command = [
+    command: list[str | Path] = [
         Path(sys.executable).parent / "llm-sim",
         "--port",
         str(port),

@@ -106,7 +106,7 @@ def test_each_mistake_gets_one_clear_message(
 
 @pytest.mark.parametrize("text", [m[1] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
 def test_an_invalid_spec_writes_nothing(
-    text: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "chat.yaml"
     path.write_text(text, encoding="utf-8")
@@ -146,7 +146,8 @@ def test_a_bucket_override_makes_a_threshold_valid() -> None:
     )
     loaded = spec.loads(text, "chat.yaml")
     assert loaded.buckets_for("ttft") == (0.5, 1.8, 4.0)
-    assert loaded.slos[1].sli.threshold == Fraction(9, 5)
+    latency = loaded.slos[1].sli
+    assert isinstance(latency, LatencySLI) and latency.threshold == Fraction(9, 5)
 
 
 def test_the_console_script_prints_no_traceback(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,11 +22,11 @@ from llm_slo_stack.simulator.metrics import VLLMMetrics
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def canonical(name: str, labels: dict[str, str], value: float) -> tuple:
+def canonical(name: str, labels: dict[str, str], value: float) -> tuple[Any, ...]:
     return name, tuple(sorted(labels.items())), "nan" if math.isnan(value) else value
 
 
-def oracle(text: str) -> list[tuple]:
+def oracle(text: str) -> list[tuple[Any, ...]]:
     """prometheus_client's samples, with the names as written on the wire, sorted.
 
     It calls a counter sample written without `_total` by the `_total` name: undo that.
@@ -41,7 +42,7 @@ def oracle(text: str) -> list[tuple]:
     return sorted(samples, key=repr)
 
 
-def ours(text: str, wanted: set[str]) -> list[tuple]:
+def ours(text: str, wanted: set[str]) -> list[tuple[Any, ...]]:
     return sorted((canonical(*sample) for sample in textformat.samples(text, wanted)), key=repr)
 
 

@@ -8,12 +8,13 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import requests
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -37,7 +38,7 @@ from llm_slo_stack.tracing.middleware import (
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
 from tests.support.paths import ROOT
-from tests.support.scrape import scrape, value
+from tests.support.scrape import Series, scrape, value
 from tests.support.serving import PROMPT, chat
 from tests.support.serving import TRACE_MODEL as MODEL
 from tests.support.serving import TRACE_TOKENS as TOKENS
@@ -56,13 +57,13 @@ def stack(
     simulator = simulator_app(Config(served_model_name=MODEL, seed=5, profile=profile), sim_tracing)
     with loopback.asgi(simulator) as upstream:
         proxy = proxy_app(upstream, proxy_tracing, registry, targets)
-        with loopback.asgi(proxy) as front:  # type: ignore[arg-type]
+        with loopback.asgi(proxy) as front:
             yield front, upstream, registry, [proxy_tracing, sim_tracing]
     for tracing in (proxy_tracing, sim_tracing):
         tracing.shutdown()
 
 
-def settled(base: str, name: str, expected: float, **labels: str) -> dict:
+def settled(base: str, name: str, expected: float, **labels: str) -> Series:
     """The proxy's metrics once `name{labels}` reaches `expected` (within 5 s): a request
     is counted just after its last byte reaches the client."""
     deadline = time.monotonic() + 5
@@ -217,11 +218,11 @@ def plain() -> Iterator[tuple[str, InMemorySpanExporter, CollectorRegistry]]:
     wrapped = LLMTracingMiddleware(
         app, tracer_provider=tracer_provider, registry=registry, capture_content=True
     )
-    with loopback.asgi(wrapped) as base:  # type: ignore[arg-type]
+    with loopback.asgi(wrapped) as base:
         yield base, spans, registry
 
 
-def finished(spans: InMemorySpanExporter, count: int) -> list:
+def finished(spans: InMemorySpanExporter, count: int) -> list[Any]:
     """The finished spans, once there are `count`: a span ends just after the last byte
     reaches the client, so a test may ask a moment too early."""
     deadline = time.monotonic() + 5
@@ -238,7 +239,7 @@ def post(base: str, model: str) -> requests.Response:
     )
 
 
-def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple) -> None:
+def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple[Any, ...]) -> None:
     base, spans, registry = plain
     assert post(base, "m").text.endswith("data: [DONE]\n\n")
     assert post(base, "garbled").status_code == 200  # the middleware's parse failure stays its own
@@ -271,7 +272,7 @@ def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple) -> N
     assert by_model["bad"].attributes[OUTCOME_ATTRIBUTE] == "client_error"
 
 
-def test_exemplars_carry_the_trace_id(plain: tuple) -> None:
+def test_exemplars_carry_the_trace_id(plain: tuple[Any, ...]) -> None:
     base, spans, registry = plain
     post(base, "m")
     (span,) = finished(spans, 1)
@@ -292,6 +293,7 @@ def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     configured = provider.configure()
     processor = configured._active_span_processor._span_processors[0]  # the one we added
+    assert isinstance(processor, BatchSpanProcessor)
     assert type(processor.span_exporter).__module__.endswith("grpc.trace_exporter")
     assert configured.resource.attributes["service.name"] == "from-env"
     assert not configured.get_tracer("t").start_span("x").get_span_context().trace_flags.sampled
@@ -316,7 +318,7 @@ def test_the_readme_fastapi_gateway(tmp_path: object) -> None:
     app = FastAPI()
 
     @app.post("/v1/completions")
-    async def completions(body: dict) -> dict:
+    async def completions(body: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": "c1",
             "model": body["model"],

@@ -355,8 +355,8 @@ class LLMTracingMiddleware:
         for key in ("max_tokens", "temperature", "top_p"):
             if isinstance(request.get(key), int | float) and not isinstance(request.get(key), bool):
                 attributes[f"gen_ai.request.{key}"] = request[key]
-        server = scope.get("server") or ()
-        if len(server) == 2:
+        server = scope.get("server")
+        if isinstance(server, tuple | list) and len(server) == 2:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
         if exchange.response_id:
             attributes["gen_ai.response.id"] = exchange.response_id

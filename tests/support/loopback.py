@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from llm_slo_stack.exporters import serving
 
@@ -19,7 +20,7 @@ HOST = "127.0.0.1"
 
 
 @contextmanager
-def asgi(app: Starlette) -> Iterator[str]:
+def asgi(app: ASGIApp) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
     server = uvicorn.Server(
         uvicorn.Config(app, host=HOST, port=0, log_level="warning", lifespan="auto")
@@ -98,7 +99,7 @@ def threaded(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[i
         server.server_close()
 
 
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+def wait_until_up(url: str, process: subprocess.Popen[Any], seconds: float = 30) -> None:
     """Poll `url` until something answers over HTTP; fail if the process dies or time runs out."""
     import requests
 
@@ -110,7 +111,7 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         except requests.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"{process.args} did not answer at {url}") from None
+                raise RuntimeError(f"{process.args!r} did not answer at {url}") from None
             time.sleep(0.1)
 
 
@@ -133,4 +134,5 @@ def free_port() -> int:
 
     with socket.socket() as probe:
         probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port

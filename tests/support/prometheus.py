@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +25,9 @@ class NotStarted(RuntimeError):
 
 
 @contextmanager
-def running(folder: Path, config: dict, data: Path | None = None, *flags: str) -> Iterator[str]:
+def running(
+    folder: Path, config: dict[str, Any], data: Path | None = None, *flags: str
+) -> Iterator[str]:
     """Prometheus with `config` (written to folder/prometheus.yml) and its TSDB in `data`
     (folder/data by default), until the block exits; yields its URL."""
     binary = shutil.which("prometheus")
@@ -97,7 +100,8 @@ def scraping(
         pytest.fail(str(error))
 
 
-def query(url: str, promql: str) -> list[dict]:
+def query(url: str, promql: str) -> list[dict[str, Any]]:
     answer = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10).json()
     assert answer["status"] == "success", answer
-    return answer["data"]["result"]
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result

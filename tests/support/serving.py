@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import requests
 
@@ -33,7 +34,7 @@ def load(url: str, count: int = REQUESTS) -> None:
 
 
 def chat(
-    base: str, stream: bool = True, headers: dict | None = None, **extra: object
+    base: str, stream: bool = True, headers: dict[str, Any] | None = None, **extra: object
 ) -> requests.Response:
     body = {
         "model": TRACE_MODEL,

@@ -29,7 +29,7 @@ slos:
 """
 
 
-def generate_refused(capsys: pytest.CaptureFixture, out: Path, *specs: Path) -> str:
+def generate_refused(capsys: pytest.CaptureFixture[str], out: Path, *specs: Path) -> str:
     """Run `llm-slo generate` expecting it to refuse the specs; returns its stderr.
 
     Refusing means exit status 1 and not a single file written.
