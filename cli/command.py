@@ -24,8 +24,9 @@ def _load_all(paths: list[str]) -> list[Spec] | None:
     specs: list[Spec] = []
     problems: list[str] = []
     for path in paths:
+        packaged = Path(path) == spec.DEFAULT_PATH
         try:
-            specs.append(spec.load(path))
+            specs.append(spec.load(path, spec.DEFAULT_SOURCE if packaged else None))
         except spec.SpecError as error:
             problems += [str(p) for p in error.problems]
     seen: dict[str, str] = {}

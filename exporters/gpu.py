@@ -10,6 +10,7 @@ in the per-GPU up gauge / the source-up gauge and an error count, and recovers o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -309,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     parser.add_argument("--top-processes", type=int, default=DEFAULT_TOP_PROCESSES)
     args = parser.parse_args(argv)
+    if args.source == NVML and importlib.util.find_spec("pynvml") is None:
+        print(
+            f"{parser.prog}: --source nvml needs nvidia-ml-py; install the 'gpu' extra: "
+            "pip install 'llm-slo-stack[gpu]'",
+            file=sys.stderr,
+        )
+        return 2
     nvml = NvmlCollector(top_processes=args.top_processes)
     source = args.source
     if source == "auto":  # NVML if a driver answers now, else dcgm-exporter

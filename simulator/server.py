@@ -433,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     tracer_provider = None
     if args.otlp_traces_endpoint:
         protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", provider.GRPC)
-        tracer_provider = provider.configure("vllm", args.otlp_traces_endpoint, protocol)
+        try:
+            tracer_provider = provider.configure("vllm", args.otlp_traces_endpoint, protocol)
+        except provider.ConfigError as error:
+            print(f"llm-sim: {error}", file=sys.stderr)
+            return 2
     app = create_app(config, tracer_provider)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     if tracer_provider is not None:

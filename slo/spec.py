@@ -28,6 +28,7 @@ from llm_slo_stack.slo.model import SLI, SLO, Alerting, AvailabilitySLI, Latency
 API_VERSION = "llm-slo-stack/v1"
 DEFAULT_PERIOD = "30d"
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")  # shipped in the wheel
+DEFAULT_SOURCE = "llm_slo_stack/slo/default.yaml"  # how generated files name it
 MIN_PERIOD_DAYS = 7
 MAX_PERIOD_DAYS = 365
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -75,9 +76,9 @@ class SpecError(Exception):
         self.problems = problems
 
 
-def load(path: str | Path) -> Spec:
-    """Read, parse and validate an SLO file."""
-    source = str(path)
+def load(path: str | Path, source: str | None = None) -> Spec:
+    """Read, parse and validate an SLO file; `source` names it (default: the path)."""
+    source = source or str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

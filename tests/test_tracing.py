@@ -5,9 +5,13 @@ goodput, aborts, a collector that is down; and the middleware inside a plain app
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,7 +301,7 @@ def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert type(processor.span_exporter).__module__.endswith("grpc.trace_exporter")
     assert configured.resource.attributes["service.name"] == "from-env"
     assert not configured.get_tracer("t").start_span("x").get_span_context().trace_flags.sampled
-    with pytest.raises(ValueError, match="protocol"):
+    with pytest.raises(provider.ConfigError, match="protocol"):
         provider.configure(endpoint="http://x", protocol="carrier-pigeon")
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
     assert (
@@ -342,3 +346,19 @@ def test_the_readme_fastapi_gateway(tmp_path: object) -> None:
         text = requests.get(f"{base}/metrics/", timeout=10).text
     assert span.name == "text_completion gw"
     assert f'{catalog.REQUESTS_GOODPUT.name}{{model="gw"}} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OTEL_TRACES_SAMPLER_ARG", "half"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "pigeon")],
+)
+def test_a_bad_otel_setting_is_one_line_naming_it(variable: str, value: str) -> None:
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", variable: value}
+    proxy = Path(sys.executable).with_name("llm-trace-proxy")
+    run = subprocess.run(
+        [str(proxy), "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert repr(value) in run.stderr and "OTEL_" in run.stderr

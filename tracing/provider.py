@@ -24,6 +24,10 @@ PROTOCOLS = (GRPC, HTTP)
 EXPORT_TIMEOUT_SECONDS = 5
 
 
+class ConfigError(ValueError):
+    """A setting (an argument or an OTEL_* variable) that cannot be used; says which."""
+
+
 def configure(
     service_name: str | None = None,
     endpoint: str | None = None,
@@ -33,11 +37,9 @@ def configure(
     """A TracerProvider that exports spans over OTLP; with no endpoint anywhere, none."""
     env = os.environ.get
     name = service_name or env("OTEL_SERVICE_NAME") or "llm-slo-stack"
-    ratio = (
-        sampling_ratio if sampling_ratio is not None else float(env("OTEL_TRACES_SAMPLER_ARG", "1"))
-    )
+    ratio = sampling_ratio if sampling_ratio is not None else _ratio(env("OTEL_TRACES_SAMPLER_ARG"))
     if not 0 <= ratio <= 1:
-        raise ValueError(f"sampling ratio must be within 0..1, found {ratio}")
+        raise ConfigError(f"sampling ratio: expected a number within 0..1, found {ratio}")
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: name}),
         sampler=ParentBased(TraceIdRatioBased(ratio)),
@@ -52,8 +54,24 @@ def configure(
             or env("OTEL_EXPORTER_OTLP_PROTOCOL")
             or HTTP
         )
+        if chosen not in PROTOCOLS:
+            raise ConfigError(
+                f"OTLP protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL): expected one of "
+                f"{', '.join(PROTOCOLS)}, found {chosen!r}"
+            )
         provider.add_span_processor(BatchSpanProcessor(_exporter(target, chosen)))
     return provider
+
+
+def _ratio(text: str | None) -> float:
+    if text is None:
+        return 1.0
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"OTEL_TRACES_SAMPLER_ARG: expected a number within 0..1, found {text!r}"
+        ) from None
 
 
 def _exporter(endpoint: str, protocol: str) -> SpanExporter:
@@ -64,10 +82,8 @@ def _exporter(endpoint: str, protocol: str) -> SpanExporter:
         return Grpc(
             endpoint=parts.netloc, insecure=parts.scheme != "https", timeout=EXPORT_TIMEOUT_SECONDS
         )
-    if protocol == HTTP:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
-        parts = urlsplit(endpoint)
-        url = endpoint if parts.path not in ("", "/") else endpoint.rstrip("/") + "/v1/traces"
-        return Http(endpoint=url, timeout=EXPORT_TIMEOUT_SECONDS)
-    raise ValueError(f"OTLP protocol must be one of {', '.join(PROTOCOLS)}, found {protocol!r}")
+    parts = urlsplit(endpoint)
+    url = endpoint if parts.path not in ("", "/") else endpoint.rstrip("/") + "/v1/traces"
+    return Http(endpoint=url, timeout=EXPORT_TIMEOUT_SECONDS)

@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         except slo_spec.SpecError as error:
             print(error, file=sys.stderr)
             return 1
-    tracer_provider = provider.configure(args.service_name, args.otlp_endpoint)
+    try:
+        tracer_provider = provider.configure(args.service_name, args.otlp_endpoint)
+    except provider.ConfigError as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 2
     app = create_app(
         args.upstream, tracer_provider, targets=targets, capture_content=args.capture_content
     )
