@@ -18,6 +18,7 @@ from llm_slo_stack.slo.conventions import (
     RUNBOOK_ABSENT,
     RUNBOOK_BURN,
     describe,
+    error_ratio,
     number,
     own_series,
     phase_bucket_rate,
@@ -76,9 +77,8 @@ def _slo_group(spec: Spec, slo: SLO) -> Group:
 
 def _metadata(spec: Spec, slo: SLO, labels: dict[str, str]) -> list[Rule]:
     budget = number(slo.error_budget)
-    ratio = catalog.SLI_ERROR_RATIO
-    current = own_series(ratio.format(window=duration.promql(BASE_WINDOW)), spec, slo)
-    period = own_series(ratio.format(window=duration.promql(spec.period)), spec, slo)
+    current = error_ratio(spec, slo, BASE_WINDOW)
+    period = error_ratio(spec, slo, spec.period)
     rules = [
         {"record": catalog.SLO_OBJECTIVE, "expr": f"vector({number(slo.objective_ratio)})"},
         {"record": catalog.SLO_ERROR_BUDGET, "expr": f"vector({budget})"},
@@ -103,11 +103,10 @@ def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
     factor = burnrate.factor(window, spec.period)
     limit = number(burnrate.threshold(window, spec.period, budget))
     long, short = duration.promql(window.long), duration.promql(window.short)
-    ratio = catalog.SLI_ERROR_RATIO
     expr = (
-        f"{own_series(ratio.format(window=long), spec, slo)} > {limit}\n"
+        f"{error_ratio(spec, slo, window.long)} > {limit}\n"
         f"and\n"
-        f"{own_series(ratio.format(window=short), spec, slo)} > {limit}\n"
+        f"{error_ratio(spec, slo, window.short)} > {limit}\n"
     )
     exhaustion = duration.human(burnrate.exhaustion_time(spec.period, factor))
     annotations = {
@@ -136,11 +135,10 @@ def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
 
 
 def _absent_alert(spec: Spec, slo: SLO) -> Rule:
-    ratio = catalog.SLI_ERROR_RATIO.format(window=duration.promql(BASE_WINDOW))
     severity = burnrate.PAGE if slo.alerting.page else burnrate.TICKET
     return {
         "alert": catalog.ALERT_SLI_ABSENT,
-        "expr": f"absent({own_series(ratio, spec, slo)})",
+        "expr": f"absent({error_ratio(spec, slo, BASE_WINDOW)})",
         "for": ABSENT_FOR,
         "labels": {**slo_labels(spec, slo), catalog.SEVERITY: severity, **slo.alerting.labels},
         "annotations": {

@@ -295,7 +295,7 @@ class TestCases:
         labels = {**conventions.slo_labels(self.spec, self.slo), **self.group}
         checks = [
             {
-                "expr": conventions.own_series(ratio, self.spec, self.slo),
+                "expr": conventions.error_ratio(self.spec, self.slo, conventions.BASE_WINDOW),
                 "eval_time": minutes(at),
                 "exp_samples": [sample(ratio, labels, 0)],
             },

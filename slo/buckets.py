@@ -39,10 +39,6 @@ def positive_bounds(values: object) -> bool:
     )
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def increasing(values: Sequence[float]) -> bool:
     return all(a < b for a, b in itertools.pairwise(values))
 

@@ -7,7 +7,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 FIXTURES = ROOT / "tests" / "fixtures"
-DEFAULT_SPEC = ROOT / "slo" / "default.yaml"
 
 
 def golden_cases() -> list[str]:
