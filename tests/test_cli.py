@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,25 @@ def test_files_no_longer_generated_are_removed_but_not_the_users(
     assert generate(spec_file, out) == 0
     assert not gone.exists()
     assert mine.exists()
+
+
+def test_dashboards_no_longer_generated_are_removed_but_not_the_users(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "rules"
+    boards = tmp_path / "dashboards"
+    assert generate(spec_file, out) == 0
+    overview = json.loads((boards / "chat-slo-overview.json").read_text())
+    gone = boards / "chat-old-board.json"  # what an earlier version generated
+    gone.write_text(json.dumps(overview))
+    mine = boards / "chat-mine.json"
+    mine.write_text(json.dumps({**overview, "description": "my own board"}))
+    other = boards / "talk-slo-overview.json"  # another spec's: not this run's to judge
+    other.write_text(json.dumps(overview))
+    assert generate(spec_file, out) == 0
+    assert not gone.exists()
+    assert mine.exists() and other.exists()
+    assert (boards / "chat-slo-overview.json").is_file()
 
 
 def test_a_failed_write_leaves_every_file_as_it_was(
