@@ -1,12 +1,16 @@
 """How each inference server's metrics map onto the catalog's names and units.
 
-vLLM (current and pre-rename names, `vllm:` and `vllm_` spellings), TGI and Triton.
-A mapping is data: which upstream sample feeds which catalog metric, how its unit
-converts, and which label names the model and the outcome.
+vLLM (current and pre-rename names, `vllm:` and `vllm_` spellings), TGI, Triton, and
+Triton serving vLLM through its vLLM backend. A mapping is data: which upstream sample
+feeds which catalog metric, how its unit converts, and which label names the model and
+the outcome. One upstream sample may feed several catalog series (Triton's success
+count is both the requests that succeeded and the count behind its mean durations); a
+catalog series is fed by one generation of names only, never by two at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -33,7 +37,11 @@ class Rule:
     outcome: str | None = None  # fixed outcome of llm_requests_total
     outcome_label: str | None = None  # upstream label whose values map to outcomes
     outcomes: Mapping[str, str] = field(default_factory=dict)
+    outcome_default: str | None = None  # for a label value not in `outcomes`; None: skip it
     count: str | None = None  # MEAN_ONLY: the sample counting the events
+    # A pre-rename name some releases write beside the current one, with the same
+    # observations: read only for a series the current name does not feed.
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,9 @@ class Backend:
     rules: tuple[Rule, ...]
     dropped_labels: tuple[str, ...] = ()  # summed away, like vLLM's `engine`
 
-    def wanted(self) -> dict[str, tuple[Rule, str]]:
-        """Every sample name this backend reads -> (rule, part), in both spellings."""
-        names: dict[str, tuple[Rule, str]] = {}
+    def wanted(self) -> dict[str, tuple[tuple[Rule, str], ...]]:
+        """Every sample name this backend reads -> its (rule, part)s, in both spellings."""
+        names: dict[str, tuple[tuple[Rule, str], ...]] = {}
         for rule in self.rules:
             if rule.kind == HISTOGRAM:
                 parts = {
@@ -59,9 +67,9 @@ class Backend:
             else:
                 parts = {rule.source: "value"}
             for name, part in parts.items():
-                names.setdefault(name, (rule, part))
                 # Some prometheus_client versions write `vllm_x` for `vllm:x` (client_python #1177).
-                names.setdefault(name.replace(":", "_"), (rule, part))
+                for spelling in dict.fromkeys((name, name.replace(":", "_"))):
+                    names[spelling] = (*names.get(spelling, ()), (rule, part))
         return names
 
 
@@ -101,9 +109,15 @@ def _vllm_rules(legacy: bool) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
-# Current and pre-rename vLLM in one mapping: a server writes one set or the other.
+# Current and pre-rename vLLM in one mapping. Some releases write both generations with
+# the same observations (the deprecated ITL name beside the new one; the V0 engine's two
+# queue histograms): the pre-rename rules are superseded, so nothing counts twice.
 _VLLM_CURRENT = _vllm_rules(legacy=False)
-_VLLM_LEGACY_ONLY = tuple(r for r in _vllm_rules(legacy=True) if r not in _VLLM_CURRENT)
+_VLLM_LEGACY_ONLY = tuple(
+    dataclasses.replace(r, superseded=True)
+    for r in _vllm_rules(legacy=True)
+    if r not in _VLLM_CURRENT
+)
 
 VLLM_BACKEND = Backend(
     "vllm", VLLM.LABEL_MODEL, _VLLM_CURRENT + _VLLM_LEGACY_ONLY, dropped_labels=(VLLM.LABEL_ENGINE,)
@@ -115,11 +129,17 @@ TGI_BACKEND = Backend(
     (
         Rule(HISTOGRAM, TGI.QUEUE, catalog.REQUEST_QUEUE),
         Rule(HISTOGRAM, TGI.E2E, catalog.E2E_REQUEST_LATENCY),
-        Rule(HISTOGRAM, TGI.TPOT, catalog.TIME_PER_OUTPUT_TOKEN),
         Rule(COUNTER, f"{TGI.INPUT_LENGTH}_sum", catalog.PROMPT_TOKENS),
         Rule(COUNTER, f"{TGI.GENERATED_TOKENS}_sum", catalog.GENERATION_TOKENS),
         Rule(COUNTER, TGI.SUCCESS, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
-        Rule(COUNTER, TGI.FAILURE, catalog.REQUESTS, outcome=catalog.OUTCOME_ERROR),
+        Rule(
+            COUNTER,
+            TGI.FAILURE,
+            catalog.REQUESTS,
+            outcome_label=TGI.LABEL_ERR,
+            outcomes=TGI.FAILURE_OUTCOMES,
+            outcome_default=catalog.OUTCOME_ERROR,
+        ),
         Rule(GAUGE_SUM, TGI.QUEUE_SIZE, catalog.REQUESTS_WAITING),
         Rule(GAUGE_SUM, TGI.BATCH_SIZE, catalog.REQUESTS_RUNNING),
     ),
@@ -127,38 +147,69 @@ TGI_BACKEND = Backend(
 
 MICROSECONDS = 1e-6
 MILLISECONDS = 1e-3
-TRITON_BACKEND = Backend(
-    "triton",
-    Triton.LABEL_MODEL,
-    (
-        # Triton's durations are cumulative microsecond counters: they give a mean, not
-        # a distribution, so they become histograms with the +Inf bucket alone.
-        Rule(MEAN_ONLY, Triton.QUEUE_US, catalog.REQUEST_QUEUE, MICROSECONDS, count=Triton.SUCCESS),
-        Rule(
-            MEAN_ONLY,
-            Triton.REQUEST_US,
-            catalog.E2E_REQUEST_LATENCY,
-            MICROSECONDS,
-            count=Triton.SUCCESS,
-        ),
-        Rule(HISTOGRAM, Triton.FIRST_RESPONSE_MS, catalog.TIME_TO_FIRST_TOKEN, MILLISECONDS),
-        Rule(COUNTER, Triton.SUCCESS, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
-        Rule(COUNTER, Triton.FAILURE, catalog.REQUESTS, outcome=catalog.OUTCOME_ERROR),
-        Rule(GAUGE_SUM, Triton.PENDING, catalog.REQUESTS_WAITING),
+_TRITON_RULES = (
+    # Triton's durations are cumulative microsecond counters: they give a mean, not
+    # a distribution, so they become histograms with the +Inf bucket alone.
+    Rule(MEAN_ONLY, Triton.QUEUE_US, catalog.REQUEST_QUEUE, MICROSECONDS, count=Triton.SUCCESS),
+    Rule(
+        MEAN_ONLY,
+        Triton.REQUEST_US,
+        catalog.E2E_REQUEST_LATENCY,
+        MICROSECONDS,
+        count=Triton.SUCCESS,
     ),
+    Rule(HISTOGRAM, Triton.FIRST_RESPONSE_MS, catalog.TIME_TO_FIRST_TOKEN, MILLISECONDS),
+    Rule(COUNTER, Triton.SUCCESS, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
+    Rule(
+        COUNTER,
+        Triton.FAILURE,
+        catalog.REQUESTS,
+        outcome_label=Triton.LABEL_REASON,
+        outcomes=Triton.FAILURE_OUTCOMES,
+        outcome_default=catalog.OUTCOME_ERROR,
+    ),
+    Rule(GAUGE_SUM, Triton.PENDING, catalog.REQUESTS_WAITING),
+)
+TRITON_BACKEND = Backend("triton", Triton.LABEL_MODEL, _TRITON_RULES)
+
+# Triton serving vLLM (triton-inference-server/vllm_backend 8de0c14, src/utils/metrics.py):
+# vLLM's families carry Triton's `model` and `version` labels, and Triton counts the
+# requests, so vLLM's own request counters (not written there anyway) are left out.
+# Triton's mean-only e2e and its first-response histogram measure what vLLM's histograms
+# do: they are read only where vLLM's are absent, never added to them.
+_VLLM_MEASURES = {r.target for r in VLLM_BACKEND.rules}
+TRITON_VLLM_BACKEND = Backend(
+    "triton-vllm",
+    Triton.LABEL_MODEL,
+    tuple(
+        dataclasses.replace(r, superseded=True)
+        if r.target in _VLLM_MEASURES and r.target is not catalog.REQUESTS
+        else r
+        for r in _TRITON_RULES
+    )
+    + tuple(r for r in VLLM_BACKEND.rules if r.target is not catalog.REQUESTS),
 )
 
-BACKENDS = MappingProxyType({b.name: b for b in (VLLM_BACKEND, TGI_BACKEND, TRITON_BACKEND)})
-_MARKERS = (
-    (VLLM_BACKEND, ("vllm:", "vllm_")),
-    (TGI_BACKEND, ("tgi_",)),
-    (TRITON_BACKEND, ("nv_inference_",)),
+BACKENDS = MappingProxyType(
+    {b.name: b for b in (VLLM_BACKEND, TGI_BACKEND, TRITON_BACKEND, TRITON_VLLM_BACKEND)}
 )
+_MARKERS = {
+    VLLM_BACKEND.name: ("vllm:", "vllm_"),
+    TGI_BACKEND.name: ("tgi_",),
+    TRITON_BACKEND.name: ("nv_inference_",),
+}
+
+
+def _has(text: str, prefixes: tuple[str, ...]) -> bool:
+    return any(f"\n{prefix}" in text or text.startswith(prefix) for prefix in prefixes)
 
 
 def detect(text: str) -> Backend | None:
     """The backend whose names appear in a payload (for --backend auto)."""
-    for backend, prefixes in _MARKERS:
-        if any(f"\n{prefix}" in text or text.startswith(prefix) for prefix in prefixes):
-            return backend
+    found = {name for name, prefixes in _MARKERS.items() if _has(text, prefixes)}
+    if {TRITON_BACKEND.name, VLLM_BACKEND.name} <= found:
+        return TRITON_VLLM_BACKEND
+    for name in _MARKERS:
+        if name in found:
+            return BACKENDS[name]
     return None

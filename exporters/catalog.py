@@ -32,7 +32,12 @@ OUTCOME_SUCCESS = "success"
 OUTCOME_ERROR = "error"  # the server failed the request
 OUTCOME_ABORTED = "aborted"  # the client went away
 OUTCOME_REJECTED = "rejected"  # admission control or overload
-OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_ERROR, OUTCOME_ABORTED, OUTCOME_REJECTED)
+OUTCOME_INVALID = "invalid"  # the request was bad (validation): the client's fault
+OUTCOMES = (OUTCOME_SUCCESS, OUTCOME_ERROR, OUTCOME_ABORTED, OUTCOME_REJECTED, OUTCOME_INVALID)
+# What availability answers for: the server failed or turned a valid request away. A bad
+# request (invalid) or a client that left (aborted) is neither good nor bad service.
+AVAILABILITY_BAD = (OUTCOME_ERROR, OUTCOME_REJECTED)
+AVAILABILITY_COUNTED = (OUTCOME_SUCCESS, *AVAILABILITY_BAD)
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ E2E_REQUEST_LATENCY = Metric(
 REQUESTS = Metric(
     "llm_requests_total", COUNTER, "requests",
     "Finished requests by outcome: success, error (server failed), aborted (client "
-    "went away), rejected (admission or overload).",
+    "went away), rejected (admission or overload), invalid (a bad request).",
     (MODEL, OUTCOME),
 )  # fmt: skip
 PROMPT_TOKENS = Metric(
@@ -274,6 +279,10 @@ class VLLM:
     DECODE = "vllm:request_decode_time_seconds"
     E2E = "vllm:e2e_request_latency_seconds"
     INFERENCE = "vllm:request_inference_time_seconds"
+    PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries"
+    PREFIX_CACHE_HITS = "vllm:prefix_cache_hits"
+    ITERATION_TOKENS = "vllm:iteration_tokens_total"
+    REQUEST_PARAMS_N = "vllm:request_params_n"
     PROMPT_TOKENS = "vllm:prompt_tokens"
     GENERATION_TOKENS = "vllm:generation_tokens"
     PREEMPTIONS = "vllm:num_preemptions"
@@ -319,6 +328,8 @@ class VLLMLegacy:
     ITL = "vllm:time_per_output_token_seconds"
     KV_CACHE = "vllm:gpu_cache_usage_perc"
     QUEUE = "vllm:time_in_queue_requests"
+    PREFIX_CACHE_QUERIES = "vllm:gpu_prefix_cache_queries"
+    PREFIX_CACHE_HITS = "vllm:gpu_prefix_cache_hits"
     TTFT_BUCKETS = (
         0.001,
         0.005,
@@ -342,7 +353,11 @@ class VLLMLegacy:
 
 
 class TGI:
-    """Text Generation Inference: no model label; durations in seconds."""
+    """Text Generation Inference: no model label; durations in seconds.
+
+    Failure reasons as TGI 3.3.6 (db931fc) writes them: router/src/infer/mod.rs,
+    router/src/server.rs, backends/v3/src/{backend,queue}.rs.
+    """
 
     QUEUE = "tgi_request_queue_duration"
     E2E = "tgi_request_duration"
@@ -351,20 +366,103 @@ class TGI:
     GENERATED_TOKENS = "tgi_request_generated_tokens"  # histogram of output tokens
     SUCCESS = "tgi_request_success"
     FAILURE = "tgi_request_failure"
+    LABEL_ERR = "err"
+    FAILURE_OUTCOMES = MappingProxyType(
+        {
+            "overloaded": OUTCOME_REJECTED,  # the queue is full
+            "validation": OUTCOME_INVALID,  # a bad request (HTTP 422)
+            "template": OUTCOME_INVALID,  # the chat template cannot render the request
+            "incomplete": OUTCOME_ERROR,  # generation ended without its last token
+            "generation": OUTCOME_ERROR,  # the model server failed
+            "dropped": OUTCOME_ABORTED,  # the client's stream was closed
+        }
+    )
     QUEUE_SIZE = "tgi_queue_size"
     BATCH_SIZE = "tgi_batch_current_size"
+    REQUEST_COUNT = "tgi_request_count"
+    VALIDATION = "tgi_request_validation_duration"
+    INFERENCE = "tgi_request_inference_duration"
+    MAX_NEW_TOKENS = "tgi_request_max_new_tokens"
+    BATCH_MAX_TOKENS = "tgi_batch_current_max_tokens"
+    BATCH_MAX_TOTAL_TOKENS = "tgi_batch_max_total_tokens"
+    BATCH_INFERENCE_COUNT = "tgi_batch_inference_count"
+    BATCH_INFERENCE_SUCCESS = "tgi_batch_inference_success"
+    BATCH_INFERENCE_DURATION = "tgi_batch_inference_duration"
 
 
 class Triton:
-    """Triton Inference Server: label `model`; cumulative microsecond counters."""
+    """Triton Inference Server: label `model`; cumulative microsecond counters.
+
+    As triton-inference-server/core 73aad7c writes them (src/metrics.cc,
+    src/metric_model_reporter.cc): durations add up over successes only.
+    """
 
     LABEL_MODEL = "model"
     SUCCESS = "nv_inference_request_success"
     FAILURE = "nv_inference_request_failure"
+    LABEL_REASON = "reason"
+    FAILURE_OUTCOMES = MappingProxyType(
+        {
+            "REJECTED": OUTCOME_REJECTED,  # queue full, overload
+            "CANCELED": OUTCOME_ABORTED,  # the client cancelled
+            "BACKEND": OUTCOME_ERROR,
+            "OTHER": OUTCOME_ERROR,
+        }
+    )
     QUEUE_US = "nv_inference_queue_duration_us"
     REQUEST_US = "nv_inference_request_duration_us"
     FIRST_RESPONSE_MS = "nv_inference_first_response_histogram_ms"
     PENDING = "nv_inference_pending_request_count"
+    COUNT = "nv_inference_count"
+    EXEC_COUNT = "nv_inference_exec_count"
+    COMPUTE_INPUT_US = "nv_inference_compute_input_duration_us"
+    COMPUTE_INFER_US = "nv_inference_compute_infer_duration_us"
+    COMPUTE_OUTPUT_US = "nv_inference_compute_output_duration_us"
+    MODEL_LOAD = "nv_model_load_duration_secs"
+    PINNED_TOTAL = "nv_pinned_memory_pool_total_bytes"
+    PINNED_USED = "nv_pinned_memory_pool_used_bytes"
+    GPU_UTIL = "nv_gpu_utilization"
+    GPU_MEMORY_USED = "nv_gpu_memory_used_bytes"
+
+
+# Upstream families the sidecar reads nothing from, and why (exporters/README.md lists
+# them too). prometheus_client's `*_created` series are never read.
+UNMAPPED = MappingProxyType(
+    {
+        # vLLM
+        VLLM.PREFIX_CACHE_QUERIES: "prefix-cache counters: no catalog series yet",
+        VLLM.PREFIX_CACHE_HITS: "prefix-cache counters: no catalog series yet",
+        VLLMLegacy.PREFIX_CACHE_QUERIES: "pre-rename prefix-cache counter: no catalog series yet",
+        VLLMLegacy.PREFIX_CACHE_HITS: "pre-rename prefix-cache counter: no catalog series yet",
+        VLLM.INFERENCE: "prefill plus decode: no catalog series yet",
+        VLLM.ITERATION_TOKENS: "tokens per engine step: capacity tuning, not on-call",
+        VLLM.REQUEST_PARAMS_N: "a request parameter, not an outcome",
+        # Triton
+        Triton.COUNT: "inferences per batch item, not requests",
+        Triton.EXEC_COUNT: "model executions (batches), not requests",
+        Triton.COMPUTE_INPUT_US: "a part of the request duration",
+        Triton.COMPUTE_INFER_US: "a part of the request duration",
+        Triton.COMPUTE_OUTPUT_US: "a part of the request duration",
+        Triton.MODEL_LOAD: "model load time: not a serving series",
+        Triton.PINNED_TOTAL: "host memory pool: not a serving series",
+        Triton.PINNED_USED: "host memory pool: not a serving series",
+        Triton.GPU_UTIL: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
+        Triton.GPU_MEMORY_USED: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
+        # TGI
+        TGI.TPOT: ("a request's whole time over its tokens: includes the prefill, so not TPOT"),
+        TGI.REQUEST_COUNT: (
+            "requests received, not finished: outcomes come from the success and failure counters"
+        ),
+        TGI.VALIDATION: "a part of the request duration",
+        TGI.INFERENCE: "a part of the request duration",
+        TGI.MAX_NEW_TOKENS: "a request parameter, not an outcome",
+        TGI.BATCH_MAX_TOKENS: "batcher state: capacity tuning, not on-call",
+        TGI.BATCH_MAX_TOTAL_TOKENS: "batcher state: capacity tuning, not on-call",
+        TGI.BATCH_INFERENCE_COUNT: "batches, not requests",
+        TGI.BATCH_INFERENCE_SUCCESS: "batches, not requests",
+        TGI.BATCH_INFERENCE_DURATION: "per batch, not per request",
+    }
+)
 
 
 # GPUs (llm-gpu-exporter), from NVML or dcgm-exporter, in base units.

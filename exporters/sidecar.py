@@ -55,9 +55,10 @@ class _Slot:
     scale: float
     histogram: bool
     folded: str  # the upstream model when it went over the cap, else ""
+    superseded: bool  # a pre-rename source: kept only where no current one feeds the series
 
 
-_IGNORED = _Slot(("", ()), "", "", None, 1.0, False, "")  # a line the backend does not map
+Slots = tuple[_Slot, ...]  # where one line's value goes; empty for a line not mapped
 SLOT_LIMIT = 500_000  # lines remembered, about 100 MB at most; beyond, parsed each time
 
 
@@ -69,6 +70,15 @@ class Snapshot:
     values: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     folded: set[str] = field(default_factory=set)  # model values over the cap
+
+    def settle(self, superseded: Snapshot) -> None:
+        """Take the superseded sources' series that no current source fed."""
+        for key, histogram in superseded.histograms.items():
+            self.histograms.setdefault(key, histogram)
+        for key, values in superseded.values.items():
+            self.values.setdefault(key, values)
+        for name, kind in superseded.kinds.items():
+            self.kinds.setdefault(name, kind)
 
 
 class SidecarCollector:
@@ -93,7 +103,7 @@ class SidecarCollector:
             catalog.SCRAPE_ERROR_REASONS,
         )
         self._lock = threading.Lock()
-        self._slots: dict[str, dict[str, _Slot]] = {name: {} for name in backends.BACKENDS}
+        self._slots: dict[str, dict[str, Slots]] = {name: {} for name in backends.BACKENDS}
         self._models = LabelCap(max_models)
         self._overflow = 0.0
         # Per backend: upstream sample name -> (rule, part).
@@ -124,8 +134,7 @@ class SidecarCollector:
             raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
         wanted = self._wanted[backend.name]
         slots = self._slots[backend.name]
-        snapshot = Snapshot()
-        histograms, values = snapshot.histograms, snapshot.values
+        snapshot, superseded = Snapshot(), Snapshot()
         found = False
         try:
             for line in text.split("\n"):
@@ -133,76 +142,67 @@ class SidecarCollector:
                     continue
                 cut = line.rfind(" ")
                 prefix = line[:cut]
-                slot = slots.get(prefix)
-                if slot is None:
-                    slot, value = self._slot(line, backend, wanted, snapshot)
+                group = slots.get(prefix)
+                if group is None:
+                    group, value = self._slots_of(line, backend, wanted)
                     # Only a line whose value is its last token may be remembered by its
                     # prefix: a timestamp would otherwise be read as the value.
                     if len(slots) < SLOT_LIMIT and (prefix.endswith("}") or " " not in prefix):
-                        slots[prefix] = slot
+                        slots[prefix] = group
                 else:
                     value = float(line[cut + 1 :])
-                if slot is _IGNORED:
-                    continue
-                found = True
-                if slot.folded:
-                    snapshot.folded.add(slot.folded)
-                if not slot.histogram:
-                    samples = values.get(slot.series)
-                    if samples is None:
-                        samples = values[slot.series] = []
-                        snapshot.kinds[slot.series[0]] = slot.kind
-                    samples.append(value * slot.scale)
-                    continue
-                histogram = histograms.get(slot.series)
-                if histogram is None:
-                    histogram = histograms[slot.series] = _Histogram()
-                    snapshot.kinds[slot.series[0]] = slot.kind
-                if slot.le is not None:
-                    histogram.buckets[slot.le] += value
-                elif slot.part == "sum":
-                    histogram.sum += value * slot.scale
-                else:
-                    histogram.count += value
+                for slot in group:
+                    found = True
+                    _add(superseded if slot.superseded else snapshot, slot, value)
         except (textformat.ParseError, ValueError, KeyError) as error:
             raise ScrapeError("bad_payload", f"{type(error).__name__}: {error}") from None
         if not found:
             raise ScrapeError("bad_payload", f"no {backend.name} metric in the payload")
+        snapshot.settle(superseded)
+        snapshot.folded |= superseded.folded
         with self._lock:
             self._overflow += len(snapshot.folded)
         return snapshot
 
-    def _slot(
-        self, line: str, backend: Backend, wanted: dict[str, tuple[Rule, str]], snapshot: Snapshot
-    ) -> tuple[_Slot, float]:
+    def _slots_of(
+        self, line: str, backend: Backend, wanted: dict[str, tuple[tuple[Rule, str], ...]]
+    ) -> tuple[Slots, float]:
         """Parse one line carefully: where its value goes, and the value."""
         parsed = textformat.parse_line(line, wanted)
         if parsed is None:
-            return _IGNORED, 0.0
+            return (), 0.0
         name, labels, value = parsed
-        rule, part = wanted[name]
         upstream = (
             labels.get(backend.model_label, self.model) if backend.model_label else self.model
         )
         model = self._models.admit(upstream)
-        key: tuple[str, ...] = (model, *(labels.get(n, "") for n in backend.dropped_labels)) if (
+        base: tuple[str, ...] = (model, *(labels.get(n, "") for n in backend.dropped_labels)) if (
             self.keep_engine
         ) else (model,)  # fmt: skip
-        if rule.target is catalog.REQUESTS:
-            outcome = rule.outcome or rule.outcomes.get(labels.get(rule.outcome_label or "", ""))
-            if outcome is None:
-                return _IGNORED, value  # a finished_reason we do not know is not guessed at
-            key = (*key, outcome)
-        le = None
-        if part == "bucket":
-            le = float(labels["le"])
-            if le != le:
-                raise ValueError("le is NaN")
-            le = le * rule.scale if le != math.inf else le
         folded = upstream if model == catalog.OVERFLOW_VALUE else ""
-        histogram = rule.kind in backends.HISTOGRAM_KINDS
-        slot = _Slot((rule.target.name, key), rule.kind, part, le, rule.scale, histogram, folded)
-        return slot, value
+        group: list[_Slot] = []
+        for rule, part in wanted[name]:
+            key = base
+            if rule.target is catalog.REQUESTS:
+                source = labels.get(rule.outcome_label or "", "")
+                outcome = rule.outcome or rule.outcomes.get(source, rule.outcome_default)
+                if outcome is None:
+                    continue  # a finished_reason we do not know is not guessed at
+                key = (*key, outcome)
+            le = None
+            if part == "bucket":
+                le = float(labels["le"])
+                if le != le:
+                    raise ValueError("le is NaN")
+                le = le * rule.scale if le != math.inf else le
+            histogram = rule.kind in backends.HISTOGRAM_KINDS
+            group.append(
+                _Slot(
+                    (rule.target.name, key), rule.kind, part, le, rule.scale, histogram, folded,
+                    rule.superseded,
+                )
+            )  # fmt: skip
+        return tuple(group), value
 
     def _label_names(self, metric: catalog.Metric) -> list[str]:
         names = [catalog.MODEL]
@@ -253,6 +253,29 @@ class SidecarCollector:
         with self._lock:
             overflow.add_metric([catalog.MODEL], self._overflow)
         yield overflow
+
+
+def _add(snapshot: Snapshot, slot: _Slot, value: float) -> None:
+    """One line's value into the series its slot names."""
+    if slot.folded:
+        snapshot.folded.add(slot.folded)
+    if not slot.histogram:
+        samples = snapshot.values.get(slot.series)
+        if samples is None:
+            samples = snapshot.values[slot.series] = []
+            snapshot.kinds[slot.series[0]] = slot.kind
+        samples.append(value * slot.scale)
+        return
+    histogram = snapshot.histograms.get(slot.series)
+    if histogram is None:
+        histogram = snapshot.histograms[slot.series] = _Histogram()
+        snapshot.kinds[slot.series[0]] = slot.kind
+    if slot.le is not None:
+        histogram.buckets[slot.le] += value
+    elif slot.part == "sum":
+        histogram.sum += value * slot.scale
+    else:
+        histogram.count += value
 
 
 @functools.lru_cache(maxsize=4096)

@@ -368,7 +368,16 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
             name, [*base, Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)], spec.group_by
         )
         good = {**bad, catalog.OUTCOME: catalog.OUTCOME_SUCCESS}
-        return [Series(name, bad, BAD, START_BAD), Series(name, good, GOOD, START_ALL)]
+        # Bad requests and clients that left, as many as the bad and all events: an SLI
+        # that counted them would alert at twice or half the true ratio.
+        invalid = {**bad, catalog.OUTCOME: catalog.OUTCOME_INVALID}
+        aborted = {**bad, catalog.OUTCOME: catalog.OUTCOME_ABORTED}
+        return [
+            Series(name, bad, BAD, START_BAD),
+            Series(name, good, GOOD, START_ALL),
+            Series(name, invalid, BAD, START_BAD),
+            Series(name, aborted, ALL, START_ALL),
+        ]
     if isinstance(sli, LatencySLI):
         labels = solve(sli.metric.count, base, spec.group_by)
         go, python = conventions.le_spellings(float(sli.threshold))

@@ -115,10 +115,13 @@ def sli_rates(spec: Spec, slo: SLO, seconds: int) -> tuple[str, str]:
 
     sli = slo.sli
     if isinstance(sli, AvailabilitySLI):
-        total = rate(selected(spec, catalog.REQUESTS.name))
-        error = Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)
+        # What the server answers for: invalid requests and clients that left count on
+        # neither side (exporters/README.md, "One meaning per outcome").
+        counted = Matcher(catalog.OUTCOME, "=~", "|".join(catalog.AVAILABILITY_COUNTED))
+        failed = Matcher(catalog.OUTCOME, "=~", "|".join(catalog.AVAILABILITY_BAD))
+        total = rate(selected(spec, catalog.REQUESTS.name, counted))
         # A counter for errors may not exist before the first error: count that as 0.
-        bad = f"{rate(selected(spec, catalog.REQUESTS.name, error))} or (0 * {total})"
+        bad = f"{rate(selected(spec, catalog.REQUESTS.name, failed))} or (0 * {total})"
     elif isinstance(sli, LatencySLI):
         total = rate(selected(spec, sli.metric.count))
         le = Matcher(catalog.LE, "=~", le_pattern(float(sli.threshold)))

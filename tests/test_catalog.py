@@ -53,7 +53,7 @@ def test_the_issue_names_are_the_contract() -> None:
         "llm_e2e_request_latency_seconds",
     }  # fmt: skip
     assert catalog.REQUESTS.labels == ("model", "outcome")
-    assert catalog.OUTCOMES == ("success", "error", "aborted", "rejected")
+    assert catalog.OUTCOMES == ("success", "error", "aborted", "rejected", "invalid")
 
 
 NAME = re.compile(r"\b(llm_(?!slo_stack\b)[a-z0-9_]+|slo:[a-z_]+:[a-z0-9_{}]+|LLM[A-Z][A-Za-z]+)\b")

@@ -6,14 +6,17 @@ tests must then fail. A test suite that passed them all would prove nothing.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules import writer
 from llm_slo_stack.slo import spec
-from tests.support.paths import ROOT
+from tests.support.engines import mapped
+from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
 
 DEFAULT = "slo/default.yaml"
@@ -44,7 +47,9 @@ def test_default_rules_pass_check_rules(generated: Path, promtool: str) -> None:
 TTFT = 'service="chat", slo="ttft"'
 AVAILABILITY = 'service="chat", slo="availability"'
 RATIO = catalog.SLI_ERROR_RATIO.format
-TOTAL_5M = f'sum by (model) (rate({catalog.REQUESTS.name}{{job="vllm"}}[5m]))'
+COUNTED = "|".join(catalog.AVAILABILITY_COUNTED)
+BAD = "|".join(catalog.AVAILABILITY_BAD)
+TOTAL_5M = f'sum by (model) (rate({catalog.REQUESTS.name}{{job="vllm", outcome=~"{COUNTED}"}}[5m]))'
 MUTATIONS = [
     # The 1h page tier of TTFT (99 %, threshold 0.144) at twice its factor: a total
     # outage now takes 17 minutes of the 1h window to cross it, not 9 + 2.
@@ -57,6 +62,10 @@ MUTATIONS = [
     ("missing-error-counter-not-zero", f" or (0 * {TOTAL_5M})", "", "availability.test"),
     # The absent alert waiting 20m instead of 10m.
     ("absent-too-slow", "for: 10m", "for: 20m", "availability.test"),
+    # Bad requests (invalid) counted as failures: the error ratio doubles.
+    ("invalid-counted-as-bad", f'outcome=~"{BAD}"', f'outcome=~"{BAD}|invalid"', "availability.soak.test"),
+    # Clients that left (aborted) counted in the total: the error ratio halves.
+    ("aborted-counted-in-total", f'outcome=~"{COUNTED}"', f'outcome=~"{COUNTED}|aborted"', "availability.soak.test"),
     # The lowest (3d/6h) tier at half its factor fires on a burn at 95 % of it.
     ("lowest-factor-halved", f"{RATIO(window='3d')}{{{AVAILABILITY}}} > 0.001\n", f"{RATIO(window='3d')}{{{AVAILABILITY}}} > 0.0005\n", "availability.soak.test"),
 ]  # fmt: skip
@@ -97,3 +106,66 @@ def test_gpu_alerts_pass_their_tests_and_the_tests_catch_a_missing_hour(
     rules.write_text(rules.read_text().replace(" offset 1h", " offset 5m"))
     broken = run_promtool(promtool, "test", "rules", test_file)
     assert broken.returncode != 0 and catalog.ALERT_GPU_MEMORY_LEAK in broken.stdout + broken.stderr
+
+
+def test_a_healthy_triton_burns_no_budget(generated: Path, promtool: str) -> None:
+    """Triton core's payload with no failure, through the sidecar, its success counter
+    growing 100 a minute for 90 minutes: the series exactly as the exporter writes them
+    (every failure reason at 0 from the first scrape) give an availability error ratio of
+    0 and no burn alert."""
+    healthy = re.sub(
+        rf"^({catalog.Triton.FAILURE}\{{[^}}]*\}}) \d+$",
+        r"\1 0",
+        (FIXTURES / "triton_core.metrics").read_text(),
+        flags=re.M,
+    )
+    requests = {
+        labels: count
+        for (name, labels), count in mapped(healthy).items()
+        if name == catalog.REQUESTS.name
+    }
+    assert {dict(labels)[catalog.OUTCOME] for labels in requests} == {
+        catalog.OUTCOME_SUCCESS, catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED,
+        catalog.OUTCOME_ABORTED,
+    }  # fmt: skip
+    series = []
+    for labels, count in sorted(requests.items(), key=lambda item: sorted(item[0])):
+        step = 100 if dict(labels)[catalog.OUTCOME] == catalog.OUTCOME_SUCCESS else 0
+        matchers = ", ".join(
+            f'{k}="{v}"' for k, v in sorted({**dict(labels), "job": "vllm"}.items())
+        )
+        series.append(
+            {"series": f"{catalog.REQUESTS.name}{{{matchers}}}", "values": f"{count:g}+{step}x90"}
+        )
+    ratio = catalog.SLI_ERROR_RATIO.format(window="5m")
+    test = {
+        "rule_files": ["chat.rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": f'{ratio}{{slo="availability", model="{model}"}}',
+                        "eval_time": "60m",
+                        "exp_samples": [
+                            {
+                                "labels": f'{ratio}{{model="{model}", service="chat", slo="availability", team="inference"}}',
+                                "value": 0,
+                            }
+                        ],
+                    }
+                    for model in ("embed", "llama")
+                ],
+                "alert_rule_test": [
+                    {"alertname": catalog.ALERT_BUDGET_BURN, "eval_time": t, "exp_alerts": []}
+                    for t in ("10m", "60m", "90m")
+                ],
+            }
+        ],
+    }
+    path = generated / "healthy-triton.test.yaml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    run = run_promtool(promtool, "test", "rules", path)
+    assert run.returncode == 0, run.stdout + run.stderr

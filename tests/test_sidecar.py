@@ -125,10 +125,11 @@ def test_tgi_payload_maps_with_the_model_flag() -> None:
     body = (FIXTURES / "tgi.metrics").read_text()
     series = through_exporter(body, backend="tgi", model="mistral")
     assert value(series, catalog.REQUESTS.name, model="mistral", outcome="success") == 12
-    assert value(series, catalog.REQUESTS.name, model="mistral", outcome="error") == 3  # 1 + 2
+    # generation 2 + incomplete 1; validation and template are the client's: invalid.
+    assert value(series, catalog.REQUESTS.name, model="mistral", outcome="error") == 3
+    assert value(series, catalog.REQUESTS.name, model="mistral", outcome="invalid") == 2
     assert value(series, catalog.REQUEST_QUEUE.sum, model="mistral") == 0.75
     assert value(series, catalog.E2E_REQUEST_LATENCY.bucket, model="mistral", le="5.0") == 9
-    assert value(series, catalog.TIME_PER_OUTPUT_TOKEN.count, model="mistral") == 12
     assert value(series, catalog.PROMPT_TOKENS.name, model="mistral") == 3400
     assert value(series, catalog.GENERATION_TOKENS.name, model="mistral") == 2100
     assert value(series, catalog.REQUESTS_WAITING.name, model="mistral") == 3
@@ -136,7 +137,7 @@ def test_tgi_payload_maps_with_the_model_flag() -> None:
 
 
 def test_triton_microsecond_counters_become_seconds() -> None:
-    series = through_exporter((FIXTURES / "triton.metrics").read_text())  # detected as Triton
+    series = through_exporter((FIXTURES / "triton_core.metrics").read_text())  # auto: Triton
     # Versions 1 and 2 summed: 2.5 s of queueing over 50 requests.
     assert value(series, catalog.REQUEST_QUEUE.sum, model="llama") == pytest.approx(2.5)
     assert value(series, catalog.REQUEST_QUEUE.count, model="llama") == 50
@@ -145,8 +146,8 @@ def test_triton_microsecond_counters_become_seconds() -> None:
     # First-response milliseconds become TTFT seconds: le="100" ms is le="0.1".
     assert value(series, catalog.TIME_TO_FIRST_TOKEN.bucket, model="llama", le="0.1") == 10
     assert value(series, catalog.TIME_TO_FIRST_TOKEN.sum, model="llama") == pytest.approx(9)
-    assert value(series, catalog.REQUESTS.name, model="llama", outcome="error") == 3
-    assert value(series, catalog.REQUESTS_WAITING.name, model="llama") == 3
+    assert value(series, catalog.REQUESTS.name, model="llama", outcome="error") == 2
+    assert value(series, catalog.REQUESTS_WAITING.name, model="llama") == 4
 
 
 def test_model_values_over_the_cap_fold_into_overflow_without_losing_data() -> None:
@@ -247,9 +248,9 @@ def test_listen_addresses() -> None:
         parse_listen("localhost")
 
 
-def test_vllm_finished_reasons_cover_every_outcome_but_rejected() -> None:
+def test_vllm_finished_reasons_cover_every_outcome_but_rejected_and_invalid() -> None:
     outcomes = set(VLLM.FINISHED_OUTCOMES.values())
-    assert outcomes == set(catalog.OUTCOMES) - {catalog.OUTCOME_REJECTED}
+    assert outcomes == set(catalog.OUTCOMES) - {catalog.OUTCOME_REJECTED, catalog.OUTCOME_INVALID}
 
 
 def running(collector: SidecarCollector, payload: str) -> float:

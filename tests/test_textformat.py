@@ -58,7 +58,7 @@ def simulator_payload() -> str:
 
 PAYLOADS = {
     "tgi": (FIXTURES / "tgi.metrics").read_text(),
-    "triton": (FIXTURES / "triton.metrics").read_text(),
+    "triton": (FIXTURES / "triton_core.metrics").read_text(),
     "many-models": (FIXTURES / "vllm_many_models.metrics").read_text(),
     "simulator": simulator_payload(),
 }

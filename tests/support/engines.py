@@ -1,0 +1,167 @@
+"""/metrics payloads as the engines write them, with the observations they hold.
+
+Each payload declares an engine's families with the names, label names and bucket bounds
+of that engine's own source at a pinned version (cited per builder), renders them with
+prometheus_client in the classic text format, as those engines do, and keeps the raw
+observations. The tests compute every catalog series from the observations alone, so a
+series counted twice or lost shows as a difference from that ground truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
+from llm_slo_stack.exporters.sidecar import SidecarCollector
+
+# vLLM's default bucket families: the same in vllm 0.8.5's and 0.10.2's
+# vllm/engine/metrics.py and 0.10.2's vllm/v1/metrics/loggers.py.
+TTFT_BOUNDS = VLLM.TTFT_BUCKETS
+ITL_BOUNDS = VLLM.ITL_BUCKETS
+REQUEST_LATENCY_BOUNDS = VLLM.REQUEST_LATENCY_BUCKETS
+ITERATION_TOKEN_BOUNDS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+Labels = tuple[str, ...]
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+OWN = {m.name.removesuffix("_total") for m in catalog.EXPORTER_METRICS}
+
+
+def mapped(text: str, backend: str = "auto", model: str = "default") -> Series:
+    """The catalog series the sidecar makes of a payload (its own health left out)."""
+    collector = SidecarCollector("http://127.0.0.1:9", backend=backend, model=model)
+    out: Series = {}
+    for family in collector.families(collector.read(text)):
+        for s in family.samples:
+            if not any(s.name.startswith(own) for own in OWN):
+                out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+@dataclass
+class Payload:
+    """A rendered /metrics body and, per upstream family and label values, what it holds:
+    the observations of a histogram, or the value of a counter or gauge."""
+
+    source: str
+    observations: dict[str, dict[Labels, list[float]]] = field(default_factory=dict)
+    values: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def histogram(
+        self,
+        name: str,
+        labelnames: Sequence[str],
+        bounds: Sequence[float],
+        observed: dict[Labels, list[float]],
+    ) -> None:
+        family = Histogram(
+            name, name, list(labelnames), registry=self.registry, buckets=list(bounds)
+        )
+        for labels, values in observed.items():
+            for value in values:
+                family.labels(*labels).observe(value)
+        self.observations[name] = observed
+
+    def counter(self, name: str, labelnames: Sequence[str], counts: Mapping[Labels, float]) -> None:
+        family = Counter(name, name, list(labelnames), registry=self.registry)
+        for labels, count in counts.items():
+            family.labels(*labels).inc(count)
+        self.values[name] = dict(counts)
+
+    def gauge(self, name: str, labelnames: Sequence[str], levels: Mapping[Labels, float]) -> None:
+        family = Gauge(name, name, list(labelnames), registry=self.registry)
+        for labels, level in levels.items():
+            family.labels(*labels).set(level)
+        self.values[name] = dict(levels)
+
+    @property
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+
+def vllm_both_generations() -> Payload:
+    """vLLM 0.10.2's V1 engine, two data-parallel engines of model `qwen`.
+
+    vllm/v1/metrics/loggers.py (vllm 0.10.2 wheel): labels `model_name`, `engine`; the
+    deprecated time-per-output-token histogram observes the same inter-token latencies as
+    its successor (record(): both `.observe(itl)`), and the deprecated GPU cache usage
+    gauge is set to the same value as the KV cache usage gauge.
+    """
+    p = Payload("vllm 0.10.2, vllm/v1/metrics/loggers.py")
+    names = (VLLM.LABEL_MODEL, VLLM.LABEL_ENGINE)
+    e0: Labels = ("qwen", "0")
+    e1: Labels = ("qwen", "1")
+    itl = {e0: [0.02, 0.03, 0.3, 0.012], e1: [0.05, 0.2]}
+    p.histogram(VLLM.TTFT, names, TTFT_BOUNDS, {e0: [0.2, 1.4], e1: [3.0]})
+    p.histogram(VLLMLegacy.ITL, names, ITL_BOUNDS, itl)
+    p.histogram(VLLM.ITL, names, ITL_BOUNDS, itl)
+    for name, observed in (
+        (VLLM.E2E, {e0: [1.2, 2.6], e1: [4.1]}),
+        (VLLM.QUEUE, {e0: [0.1, 0.9], e1: [2.2]}),
+        (VLLM.INFERENCE, {e0: [1.0, 1.6], e1: [1.8]}),
+        (VLLM.PREFILL, {e0: [0.1, 0.4], e1: [0.7]}),
+        (VLLM.DECODE, {e0: [0.9, 1.2], e1: [1.1]}),
+    ):
+        p.histogram(name, names, REQUEST_LATENCY_BOUNDS, observed)
+    p.histogram(VLLM.ITERATION_TOKENS, names, ITERATION_TOKEN_BOUNDS, {e0: [8, 64]})
+    p.gauge(VLLM.RUNNING, names, {e0: 3, e1: 2})
+    p.gauge(VLLM.WAITING, names, {e0: 5, e1: 0})
+    p.gauge(VLLMLegacy.KV_CACHE, names, {e0: 0.25, e1: 0.75})
+    p.gauge(VLLM.KV_CACHE, names, {e0: 0.25, e1: 0.75})
+    for name, counts in (
+        (VLLMLegacy.PREFIX_CACHE_QUERIES, {e0: 1000, e1: 500}),
+        (VLLMLegacy.PREFIX_CACHE_HITS, {e0: 400, e1: 100}),
+        (VLLM.PREFIX_CACHE_QUERIES, {e0: 1000, e1: 500}),
+        (VLLM.PREFIX_CACHE_HITS, {e0: 400, e1: 100}),
+        (VLLM.PREEMPTIONS, {e0: 2, e1: 1}),
+        (VLLM.PROMPT_TOKENS, {e0: 900, e1: 300}),
+        (VLLM.GENERATION_TOKENS, {e0: 120, e1: 40}),
+    ):
+        p.counter(name, names, counts)
+    p.counter(
+        VLLM.REQUEST_SUCCESS,
+        (*names, VLLM.LABEL_FINISHED),
+        {(*e0, "stop"): 3, (*e0, "length"): 1, (*e0, "abort"): 2, (*e1, "stop"): 1},
+    )
+    return p
+
+
+def vllm_v0_engine() -> Payload:
+    """vLLM 0.8.5's V0 engine run with --show-hidden-metrics-for-version=0.8.
+
+    vllm/engine/metrics.py (vllm 0.8.5 wheel): label `model_name` only; the deprecated
+    time-in-queue histogram "duplicates" the request queue time histogram (both log each
+    finished request's queue time); inter-token latency only under its pre-rename name.
+    """
+    p = Payload("vllm 0.8.5, vllm/engine/metrics.py")
+    names = (VLLM.LABEL_MODEL,)
+    m: Labels = ("llama",)
+    queue = {m: [0.6, 0.2, 3.5]}
+    p.histogram(VLLM.QUEUE, names, REQUEST_LATENCY_BOUNDS, queue)
+    p.histogram(VLLMLegacy.QUEUE, names, REQUEST_LATENCY_BOUNDS, queue)
+    p.histogram(VLLMLegacy.ITL, names, ITL_BOUNDS, {m: [0.02, 0.04, 0.08]})
+    p.histogram(VLLM.TTFT, names, TTFT_BOUNDS, {m: [0.3, 0.7, 4.0]})
+    for name, observed in (
+        (VLLM.E2E, {m: [2.0, 1.1, 9.0]}),
+        (VLLM.INFERENCE, {m: [1.4, 0.9, 5.5]}),
+        (VLLM.PREFILL, {m: [0.1, 0.2, 0.5]}),
+        (VLLM.DECODE, {m: [1.3, 0.7, 5.0]}),
+    ):
+        p.histogram(name, names, REQUEST_LATENCY_BOUNDS, observed)
+    p.gauge(VLLM.RUNNING, names, {m: 2})
+    p.gauge(VLLM.WAITING, names, {m: 1})
+    p.gauge(VLLMLegacy.KV_CACHE, names, {m: 0.4})
+    for name, counts in (
+        (VLLM.PREEMPTIONS, {m: 1}),
+        (VLLM.PROMPT_TOKENS, {m: 700}),
+        (VLLM.GENERATION_TOKENS, {m: 90}),
+    ):
+        p.counter(name, names, counts)
+    p.counter(
+        VLLM.REQUEST_SUCCESS, (*names, VLLM.LABEL_FINISHED), {(*m, "stop"): 2, (*m, "length"): 1}
+    )
+    return p

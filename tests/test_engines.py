@@ -1,0 +1,243 @@
+"""Payloads as the engines write them, mapped by the sidecar, checked series by series
+against the observations they hold: every catalog series is the sum of exactly the input
+observations it stands for (none twice, none lost), and every input family is mapped or
+listed, with its reason, among the unmapped."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
+
+from llm_slo_stack.exporters import backends, catalog
+from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
+from tests.support import engines
+from tests.support.engines import mapped
+from tests.support.paths import FIXTURES, ROOT
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], object]  # values or pytest.approx
+
+
+def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+def histogram(
+    metric: catalog.Metric,
+    observations: dict[str, list[float]],
+    bounds: Iterable[float],
+    scale: float = 1.0,
+) -> Series:
+    """A catalog histogram per model from raw observations (in upstream units)."""
+    out: Series = {}
+    for model, values in observations.items():
+        for bound in (*bounds, math.inf):
+            le = floatToGoString(bound * scale if bound != math.inf else bound)
+            out[key(metric.bucket, model=model, le=le)] = sum(v <= bound for v in values)
+        out[key(metric.sum, model=model)] = pytest.approx(sum(values) * scale)
+        out[key(metric.count, model=model)] = len(values)
+    return out
+
+
+def by_model(per_labels: dict[engines.Labels, list[float]]) -> dict[str, list[float]]:
+    """Observations of every engine of a model together (the first label is the model)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for labels, values in per_labels.items():
+        out[labels[0]] += values
+    return dict(out)
+
+
+def total(per_labels: dict[engines.Labels, float]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for labels, value in per_labels.items():
+        out[labels[0]] += value
+    return dict(out)
+
+
+def test_vllm_writing_both_metric_generations_counts_each_observation_once() -> None:
+    p = engines.vllm_both_generations()
+    o, v = p.observations, p.values
+    expected: Series = {}
+    for metric, family, bounds in (
+        (catalog.TIME_TO_FIRST_TOKEN, VLLM.TTFT, engines.TTFT_BOUNDS),
+        # The new inter-token name only: the deprecated one holds the same observations.
+        (catalog.INTER_TOKEN_LATENCY, VLLM.ITL, engines.ITL_BOUNDS),
+        (catalog.E2E_REQUEST_LATENCY, VLLM.E2E, None),
+        (catalog.REQUEST_QUEUE, VLLM.QUEUE, None),
+        (catalog.REQUEST_PREFILL, VLLM.PREFILL, None),
+        (catalog.REQUEST_DECODE, VLLM.DECODE, None),
+    ):
+        expected |= histogram(metric, by_model(o[family]), bounds or engines.REQUEST_LATENCY_BOUNDS)
+    for metric, family in (
+        (catalog.REQUESTS_RUNNING, VLLM.RUNNING),
+        (catalog.REQUESTS_WAITING, VLLM.WAITING),
+        (catalog.PREEMPTIONS, VLLM.PREEMPTIONS),
+        (catalog.PROMPT_TOKENS, VLLM.PROMPT_TOKENS),
+        (catalog.GENERATION_TOKENS, VLLM.GENERATION_TOKENS),
+    ):
+        expected |= {key(metric.name, model=m): n for m, n in total(v[family]).items()}
+    # A usage ratio is the mean over engines, from one of its two names.
+    expected[key(catalog.KV_CACHE_USAGE.name, model="qwen")] = pytest.approx(0.5)
+    expected |= {
+        key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_SUCCESS): 5,  # 3+1+1
+        key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_ABORTED): 2,
+    }
+    assert mapped(p.text) == expected
+
+
+def test_the_v0_engine_counts_each_queued_request_once() -> None:
+    p = engines.vllm_v0_engine()
+    o, v = p.observations, p.values
+    expected: Series = {}
+    for metric, family, bounds in (
+        (catalog.TIME_TO_FIRST_TOKEN, VLLM.TTFT, engines.TTFT_BOUNDS),
+        # The pre-rename inter-token name is the only one this release writes: it is read.
+        (catalog.INTER_TOKEN_LATENCY, VLLMLegacy.ITL, engines.ITL_BOUNDS),
+        # The current queue name only: the deprecated one holds the same observations.
+        (catalog.REQUEST_QUEUE, VLLM.QUEUE, None),
+        (catalog.E2E_REQUEST_LATENCY, VLLM.E2E, None),
+        (catalog.REQUEST_PREFILL, VLLM.PREFILL, None),
+        (catalog.REQUEST_DECODE, VLLM.DECODE, None),
+    ):
+        expected |= histogram(metric, by_model(o[family]), bounds or engines.REQUEST_LATENCY_BOUNDS)
+    for metric, family in (
+        (catalog.REQUESTS_RUNNING, VLLM.RUNNING),
+        (catalog.REQUESTS_WAITING, VLLM.WAITING),
+        (catalog.KV_CACHE_USAGE, VLLMLegacy.KV_CACHE),
+        (catalog.PREEMPTIONS, VLLM.PREEMPTIONS),
+        (catalog.PROMPT_TOKENS, VLLM.PROMPT_TOKENS),
+        (catalog.GENERATION_TOKENS, VLLM.GENERATION_TOKENS),
+    ):
+        expected |= {key(metric.name, model=m): n for m, n in total(v[family]).items()}
+    expected[key(catalog.REQUESTS.name, model="llama", outcome=catalog.OUTCOME_SUCCESS)] = 3
+    assert mapped(p.text) == expected
+
+
+TRITON = FIXTURES / "triton_core.metrics"
+
+
+def test_triton_core_every_outcome_in_its_class_and_durations_over_successes() -> None:
+    got = mapped(TRITON.read_text())
+    r = catalog.REQUESTS.name
+    expected: Series = {
+        # Versions 1 and 2 of llama summed; reasons: REJECTED 2+3, CANCELED 4, BACKEND+OTHER 2.
+        key(r, model="llama", outcome=catalog.OUTCOME_SUCCESS): 50,
+        key(r, model="llama", outcome=catalog.OUTCOME_REJECTED): 5,
+        key(r, model="llama", outcome=catalog.OUTCOME_ABORTED): 4,
+        key(r, model="llama", outcome=catalog.OUTCOME_ERROR): 2,
+        key(r, model="embed", outcome=catalog.OUTCOME_SUCCESS): 7,
+        key(r, model="embed", outcome=catalog.OUTCOME_REJECTED): 0,
+        key(r, model="embed", outcome=catalog.OUTCOME_ABORTED): 0,
+        key(r, model="embed", outcome=catalog.OUTCOME_ERROR): 0,
+        key(catalog.REQUESTS_WAITING.name, model="llama"): 4,
+        key(catalog.REQUESTS_WAITING.name, model="embed"): 0,
+    }
+    # Mean-only durations: a +Inf bucket, the sum in seconds, the count of successes.
+    for metric, llama, embed in (
+        (catalog.REQUEST_QUEUE, 2.5, 0.007),
+        (catalog.E2E_REQUEST_LATENCY, 100.0, 0.07),
+    ):
+        for model, seconds, count in (("llama", llama, 50), ("embed", embed, 7)):
+            expected |= {
+                key(metric.bucket, model=model, le="+Inf"): count,
+                key(metric.sum, model=model): pytest.approx(seconds),
+                key(metric.count, model=model): count,
+            }
+    ttft = catalog.TIME_TO_FIRST_TOKEN  # milliseconds to seconds
+    for le, count in (("0.1", 10), ("0.5", 35), ("2.0", 40), ("5.0", 40), ("+Inf", 40)):
+        expected[key(ttft.bucket, model="llama", le=le)] = count
+    expected |= {
+        key(ttft.sum, model="llama"): pytest.approx(9.0),
+        key(ttft.count, model="llama"): 40,
+    }
+    assert got == expected
+
+
+def test_triton_serving_vllm_keeps_both_families_and_triton_model_names() -> None:
+    got = mapped((FIXTURES / "triton_vllm.metrics").read_text())
+    r = catalog.REQUESTS.name
+    expected: Series = {
+        key(r, model="llama", outcome=catalog.OUTCOME_SUCCESS): 20,
+        key(r, model="llama", outcome=catalog.OUTCOME_REJECTED): 1,
+        key(r, model="llama", outcome=catalog.OUTCOME_ABORTED): 2,
+        key(r, model="llama", outcome=catalog.OUTCOME_ERROR): 1,
+        key(r, model="qwen", outcome=catalog.OUTCOME_SUCCESS): 5,
+        key(r, model="qwen", outcome=catalog.OUTCOME_REJECTED): 0,
+        key(r, model="qwen", outcome=catalog.OUTCOME_ABORTED): 0,
+        key(r, model="qwen", outcome=catalog.OUTCOME_ERROR): 0,
+        key(catalog.REQUESTS_WAITING.name, model="llama"): 2,
+        key(catalog.REQUESTS_WAITING.name, model="qwen"): 0,
+        key(catalog.PROMPT_TOKENS.name, model="llama"): 800,
+        key(catalog.PROMPT_TOKENS.name, model="qwen"): 100,
+        key(catalog.GENERATION_TOKENS.name, model="llama"): 120,
+        key(catalog.GENERATION_TOKENS.name, model="qwen"): 10,
+    }
+    # Triton's queue has no vLLM counterpart there: its mean over successes.
+    for model, seconds, count in (("llama", 0.4, 20), ("qwen", 0.05, 5)):
+        expected |= {
+            key(catalog.REQUEST_QUEUE.bucket, model=model, le="+Inf"): count,
+            key(catalog.REQUEST_QUEUE.sum, model=model): pytest.approx(seconds),
+            key(catalog.REQUEST_QUEUE.count, model=model): count,
+        }
+    # vLLM's histograms (the backend's bucket sets), never Triton's mean-only e2e on top.
+    ttft_bounds = engines.TTFT_BOUNDS[:16]  # the backend's copy of vLLM's V0 set, up to 10 s
+    itl_bounds = engines.ITL_BOUNDS[:13]
+    e2e_bounds = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+    ttft = {"llama": [0.05, 0.2, 0.9, 3.0], "qwen": [0.1]}
+    itl = {"llama": [0.02, 0.03, 0.05, 0.2, 0.04], "qwen": [0.01, 0.015]}
+    e2e = {"llama": [1.0, 2.0, 6.0, 21.0], "qwen": [0.7]}
+    expected |= histogram(catalog.TIME_TO_FIRST_TOKEN, ttft, ttft_bounds)
+    expected |= histogram(catalog.INTER_TOKEN_LATENCY, itl, itl_bounds)
+    expected |= histogram(catalog.E2E_REQUEST_LATENCY, e2e, e2e_bounds)
+    assert got == expected
+
+
+def test_tgi_failures_land_in_their_classes_and_its_mean_per_token_is_not_tpot() -> None:
+    got = mapped((FIXTURES / "tgi.metrics").read_text(), backend="auto", model="mistral")
+    r = catalog.REQUESTS.name
+    assert {k: v for k, v in got.items() if k[0] == r} == {
+        key(r, model="mistral", outcome=catalog.OUTCOME_SUCCESS): 12,
+        key(r, model="mistral", outcome=catalog.OUTCOME_INVALID): 2,  # validation, template
+        key(r, model="mistral", outcome=catalog.OUTCOME_REJECTED): 2,  # overloaded
+        key(r, model="mistral", outcome=catalog.OUTCOME_ERROR): 3,  # generation, incomplete
+        key(r, model="mistral", outcome=catalog.OUTCOME_ABORTED): 3,  # dropped
+    }
+    # TGI's mean time per token includes the prefill: not the catalog's TPOT.
+    assert not [k for k in got if k[0].startswith(catalog.TIME_PER_OUTPUT_TOKEN.name)]
+
+
+@pytest.mark.parametrize(
+    ("text", "backend"),
+    [
+        (lambda: engines.vllm_both_generations().text, "vllm"),
+        (lambda: engines.vllm_v0_engine().text, "vllm"),
+        (lambda: TRITON.read_text(), "triton"),
+        (lambda: (FIXTURES / "triton_vllm.metrics").read_text(), "triton-vllm"),
+        (lambda: (FIXTURES / "tgi.metrics").read_text(), "tgi"),
+    ],
+    ids=["vllm-0.10.2", "vllm-0.8.5-v0", "triton-core", "triton-vllm", "tgi-3.3.6"],
+)
+def test_every_input_family_is_mapped_or_listed_unmapped(text: object, backend: str) -> None:
+    payload = text()  # type: ignore[operator]
+    detected = backends.detect(payload)
+    assert detected is not None and detected.name == backend
+    wanted = detected.wanted()
+    unknown = []
+    for family in text_string_to_metric_families(payload):
+        if family.name.endswith("_created"):
+            continue  # prometheus_client's creation timestamps
+        # The parser adds `_total` to counters that Triton and TGI write without it.
+        samples = {n for s in family.samples for n in (s.name, s.name.removesuffix("_total"))}
+        if not samples & set(wanted) and family.name not in catalog.UNMAPPED:
+            unknown.append(family.name)
+    assert unknown == []
+
+
+def test_the_readme_lists_every_unmapped_family_with_its_reason() -> None:
+    readme = (ROOT / "exporters" / "README.md").read_text()
+    missing = [name for name in catalog.UNMAPPED if f"`{name}`" not in readme]
+    assert missing == []
