@@ -123,6 +123,25 @@ VLLM_BACKEND = Backend(
     "vllm", VLLM.LABEL_MODEL, _VLLM_CURRENT + _VLLM_LEGACY_ONLY, dropped_labels=(VLLM.LABEL_ENGINE,)
 )
 
+
+def _outcomes(
+    success: str, failure: str, label: str, outcomes: Mapping[str, str]
+) -> tuple[Rule, Rule]:
+    """A success counter, and a failure counter whose `label` says the outcome; a reason
+    not in `outcomes` is the server's failure (error)."""
+    return (
+        Rule(COUNTER, success, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
+        Rule(
+            COUNTER,
+            failure,
+            catalog.REQUESTS,
+            outcome_label=label,
+            outcomes=outcomes,
+            outcome_default=catalog.OUTCOME_ERROR,
+        ),
+    )
+
+
 TGI_BACKEND = Backend(
     "tgi",
     None,
@@ -131,15 +150,7 @@ TGI_BACKEND = Backend(
         Rule(HISTOGRAM, TGI.E2E, catalog.E2E_REQUEST_LATENCY),
         Rule(COUNTER, f"{TGI.INPUT_LENGTH}_sum", catalog.PROMPT_TOKENS),
         Rule(COUNTER, f"{TGI.GENERATED_TOKENS}_sum", catalog.GENERATION_TOKENS),
-        Rule(COUNTER, TGI.SUCCESS, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
-        Rule(
-            COUNTER,
-            TGI.FAILURE,
-            catalog.REQUESTS,
-            outcome_label=TGI.LABEL_ERR,
-            outcomes=TGI.FAILURE_OUTCOMES,
-            outcome_default=catalog.OUTCOME_ERROR,
-        ),
+        *_outcomes(TGI.SUCCESS, TGI.FAILURE, TGI.LABEL_ERR, TGI.FAILURE_OUTCOMES),
         Rule(GAUGE_SUM, TGI.QUEUE_SIZE, catalog.REQUESTS_WAITING),
         Rule(GAUGE_SUM, TGI.BATCH_SIZE, catalog.REQUESTS_RUNNING),
     ),
@@ -159,15 +170,7 @@ _TRITON_RULES = (
         count=Triton.SUCCESS,
     ),
     Rule(HISTOGRAM, Triton.FIRST_RESPONSE_MS, catalog.TIME_TO_FIRST_TOKEN, MILLISECONDS),
-    Rule(COUNTER, Triton.SUCCESS, catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS),
-    Rule(
-        COUNTER,
-        Triton.FAILURE,
-        catalog.REQUESTS,
-        outcome_label=Triton.LABEL_REASON,
-        outcomes=Triton.FAILURE_OUTCOMES,
-        outcome_default=catalog.OUTCOME_ERROR,
-    ),
+    *_outcomes(Triton.SUCCESS, Triton.FAILURE, Triton.LABEL_REASON, Triton.FAILURE_OUTCOMES),
     Rule(GAUGE_SUM, Triton.PENDING, catalog.REQUESTS_WAITING),
 )
 TRITON_BACKEND = Backend("triton", Triton.LABEL_MODEL, _TRITON_RULES)

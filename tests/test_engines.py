@@ -58,28 +58,44 @@ def total(per_labels: dict[engines.Labels, float]) -> dict[str, float]:
     return dict(out)
 
 
+def vllm_expected(
+    p: engines.Payload,
+    histograms: Iterable[tuple[catalog.Metric, str, tuple[float, ...]]],
+    scalars: Iterable[tuple[catalog.Metric, str]],
+) -> Series:
+    """The catalog series of each (metric, upstream family) pair, from the payload's
+    observations and values, every engine of a model together."""
+    expected: Series = {}
+    for metric, family, bounds in histograms:
+        expected |= histogram(metric, by_model(p.observations[family]), bounds)
+    for metric, family in scalars:
+        expected |= {key(metric.name, model=m): n for m, n in total(p.values[family]).items()}
+    return expected
+
+
+LATENCY = engines.REQUEST_LATENCY_BOUNDS
+PHASES = (
+    (catalog.TIME_TO_FIRST_TOKEN, VLLM.TTFT, engines.TTFT_BOUNDS),
+    (catalog.E2E_REQUEST_LATENCY, VLLM.E2E, LATENCY),
+    # The current queue name only: the pre-rename one, where written, holds the same.
+    (catalog.REQUEST_QUEUE, VLLM.QUEUE, LATENCY),
+    (catalog.REQUEST_PREFILL, VLLM.PREFILL, LATENCY),
+    (catalog.REQUEST_DECODE, VLLM.DECODE, LATENCY),
+)
+COUNTS = (
+    (catalog.REQUESTS_RUNNING, VLLM.RUNNING),
+    (catalog.REQUESTS_WAITING, VLLM.WAITING),
+    (catalog.PREEMPTIONS, VLLM.PREEMPTIONS),
+    (catalog.PROMPT_TOKENS, VLLM.PROMPT_TOKENS),
+    (catalog.GENERATION_TOKENS, VLLM.GENERATION_TOKENS),
+)
+
+
 def test_vllm_writing_both_metric_generations_counts_each_observation_once() -> None:
     p = engines.vllm_both_generations()
-    o, v = p.observations, p.values
-    expected: Series = {}
-    for metric, family, bounds in (
-        (catalog.TIME_TO_FIRST_TOKEN, VLLM.TTFT, engines.TTFT_BOUNDS),
-        # The new inter-token name only: the deprecated one holds the same observations.
-        (catalog.INTER_TOKEN_LATENCY, VLLM.ITL, engines.ITL_BOUNDS),
-        (catalog.E2E_REQUEST_LATENCY, VLLM.E2E, None),
-        (catalog.REQUEST_QUEUE, VLLM.QUEUE, None),
-        (catalog.REQUEST_PREFILL, VLLM.PREFILL, None),
-        (catalog.REQUEST_DECODE, VLLM.DECODE, None),
-    ):
-        expected |= histogram(metric, by_model(o[family]), bounds or engines.REQUEST_LATENCY_BOUNDS)
-    for metric, family in (
-        (catalog.REQUESTS_RUNNING, VLLM.RUNNING),
-        (catalog.REQUESTS_WAITING, VLLM.WAITING),
-        (catalog.PREEMPTIONS, VLLM.PREEMPTIONS),
-        (catalog.PROMPT_TOKENS, VLLM.PROMPT_TOKENS),
-        (catalog.GENERATION_TOKENS, VLLM.GENERATION_TOKENS),
-    ):
-        expected |= {key(metric.name, model=m): n for m, n in total(v[family]).items()}
+    # The new inter-token name only: the deprecated one holds the same observations.
+    itl = (catalog.INTER_TOKEN_LATENCY, VLLM.ITL, engines.ITL_BOUNDS)
+    expected = vllm_expected(p, (*PHASES, itl), COUNTS)
     # A usage ratio is the mean over engines, from one of its two names.
     expected[key(catalog.KV_CACHE_USAGE.name, model="qwen")] = pytest.approx(0.5)
     expected |= {
@@ -91,28 +107,10 @@ def test_vllm_writing_both_metric_generations_counts_each_observation_once() -> 
 
 def test_the_v0_engine_counts_each_queued_request_once() -> None:
     p = engines.vllm_v0_engine()
-    o, v = p.observations, p.values
-    expected: Series = {}
-    for metric, family, bounds in (
-        (catalog.TIME_TO_FIRST_TOKEN, VLLM.TTFT, engines.TTFT_BOUNDS),
-        # The pre-rename inter-token name is the only one this release writes: it is read.
-        (catalog.INTER_TOKEN_LATENCY, VLLMLegacy.ITL, engines.ITL_BOUNDS),
-        # The current queue name only: the deprecated one holds the same observations.
-        (catalog.REQUEST_QUEUE, VLLM.QUEUE, None),
-        (catalog.E2E_REQUEST_LATENCY, VLLM.E2E, None),
-        (catalog.REQUEST_PREFILL, VLLM.PREFILL, None),
-        (catalog.REQUEST_DECODE, VLLM.DECODE, None),
-    ):
-        expected |= histogram(metric, by_model(o[family]), bounds or engines.REQUEST_LATENCY_BOUNDS)
-    for metric, family in (
-        (catalog.REQUESTS_RUNNING, VLLM.RUNNING),
-        (catalog.REQUESTS_WAITING, VLLM.WAITING),
-        (catalog.KV_CACHE_USAGE, VLLMLegacy.KV_CACHE),
-        (catalog.PREEMPTIONS, VLLM.PREEMPTIONS),
-        (catalog.PROMPT_TOKENS, VLLM.PROMPT_TOKENS),
-        (catalog.GENERATION_TOKENS, VLLM.GENERATION_TOKENS),
-    ):
-        expected |= {key(metric.name, model=m): n for m, n in total(v[family]).items()}
+    # The pre-rename inter-token name is the only one this release writes: it is read.
+    itl = (catalog.INTER_TOKEN_LATENCY, VLLMLegacy.ITL, engines.ITL_BOUNDS)
+    kv = (catalog.KV_CACHE_USAGE, VLLMLegacy.KV_CACHE)
+    expected = vllm_expected(p, (*PHASES, itl), (*COUNTS, kv))
     expected[key(catalog.REQUESTS.name, model="llama", outcome=catalog.OUTCOME_SUCCESS)] = 3
     assert mapped(p.text) == expected
 
