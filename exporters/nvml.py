@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -75,7 +76,8 @@ class Nvml(Protocol):
     def init(self) -> None:
         """Start NVML; NoDriver when no driver answers."""
 
-    def device_count(self) -> int: ...
+    def device_count(self) -> int:
+        """How many GPUs; called once at the start of each scrape, which it begins."""
 
     def identity(self, index: int) -> Identity: ...
 
@@ -91,12 +93,47 @@ class Nvml(Protocol):
         """The next XID event that arrived, without waiting; None when there is none."""
 
 
+def _answer(value: Any) -> Any:
+    return value
+
+
+# Where each reading comes from: the pynvml function, the pynvml constants passed after
+# the handle, and what to take from the answer. Two readings may share one answer (the
+# memory info, the remapped rows): the binding asks NVML once per scrape.
+_SOURCES: dict[Reading, tuple[str, tuple[str, ...], Callable[[Any], Any]]] = {
+    Reading.UTILIZATION_PERCENT: ("nvmlDeviceGetUtilizationRates", (), attrgetter("gpu")),
+    Reading.MEMORY_USED_BYTES: ("nvmlDeviceGetMemoryInfo", (), attrgetter("used")),
+    Reading.MEMORY_TOTAL_BYTES: ("nvmlDeviceGetMemoryInfo", (), attrgetter("total")),
+    Reading.POWER_MILLIWATTS: ("nvmlDeviceGetPowerUsage", (), _answer),
+    Reading.POWER_LIMIT_MILLIWATTS: ("nvmlDeviceGetEnforcedPowerLimit", (), _answer),
+    Reading.ENERGY_MILLIJOULES: ("nvmlDeviceGetTotalEnergyConsumption", (), _answer),
+    Reading.TEMPERATURE_CELSIUS: ("nvmlDeviceGetTemperature", ("NVML_TEMPERATURE_GPU",), _answer),
+    Reading.SM_CLOCK_MHZ: ("nvmlDeviceGetClockInfo", ("NVML_CLOCK_SM",), _answer),
+    Reading.MEMORY_CLOCK_MHZ: ("nvmlDeviceGetClockInfo", ("NVML_CLOCK_MEM",), _answer),
+    Reading.PCIE_REPLAYS: ("nvmlDeviceGetPcieReplayCounter", (), _answer),
+    Reading.CLOCKS_EVENT_REASONS: ("nvmlDeviceGetCurrentClocksEventReasons", (), _answer),
+    Reading.ECC_CORRECTED: (
+        "nvmlDeviceGetTotalEccErrors",
+        ("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_AGGREGATE_ECC"),
+        _answer,
+    ),
+    Reading.ECC_UNCORRECTED: (
+        "nvmlDeviceGetTotalEccErrors",
+        ("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_AGGREGATE_ECC"),
+        _answer,
+    ),
+    Reading.REMAPPED_CORRECTABLE: ("nvmlDeviceGetRemappedRows", (), itemgetter(0)),
+    Reading.REMAPPED_UNCORRECTABLE: ("nvmlDeviceGetRemappedRows", (), itemgetter(1)),
+}
+
+
 class PynvmlBinding:
     """The real NVML through nvidia-ml-py (the `gpu` extra), imported on first use."""
 
     def __init__(self) -> None:
         self._nvml: Any = None
         self._handles: list[Any] = []
+        self._answers: dict[tuple[int, str, tuple[str, ...]], Any] = {}  # this scrape's
         self._events: Any = None
 
     def _call(self, function: Callable[..., T], *args: Any) -> T:
@@ -127,6 +164,7 @@ class PynvmlBinding:
     def device_count(self) -> int:
         count = int(self._call(self._nvml.nvmlDeviceGetCount))
         self._handles = [None] * count
+        self._answers = {}
         return count
 
     def _handle(self, index: int) -> Any:
@@ -143,31 +181,13 @@ class PynvmlBinding:
         return Identity(index, _text(uuid), _text(name))
 
     def reading(self, index: int, reading: Reading) -> float:
-        nvml, handle, r = self._nvml, self._handle(index), Reading
-        calls: dict[Reading, Callable[[], Any]] = {
-            r.UTILIZATION_PERCENT: lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-            r.MEMORY_USED_BYTES: lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used,
-            r.MEMORY_TOTAL_BYTES: lambda: nvml.nvmlDeviceGetMemoryInfo(handle).total,
-            r.POWER_MILLIWATTS: lambda: nvml.nvmlDeviceGetPowerUsage(handle),
-            r.POWER_LIMIT_MILLIWATTS: lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle),
-            r.ENERGY_MILLIJOULES: lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle),
-            r.TEMPERATURE_CELSIUS: lambda: nvml.nvmlDeviceGetTemperature(
-                handle, nvml.NVML_TEMPERATURE_GPU
-            ),
-            r.SM_CLOCK_MHZ: lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
-            r.MEMORY_CLOCK_MHZ: lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM),
-            r.PCIE_REPLAYS: lambda: nvml.nvmlDeviceGetPcieReplayCounter(handle),
-            r.CLOCKS_EVENT_REASONS: lambda: nvml.nvmlDeviceGetCurrentClocksEventReasons(handle),
-            r.ECC_CORRECTED: lambda: nvml.nvmlDeviceGetTotalEccErrors(
-                handle, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_AGGREGATE_ECC
-            ),
-            r.ECC_UNCORRECTED: lambda: nvml.nvmlDeviceGetTotalEccErrors(
-                handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_AGGREGATE_ECC
-            ),
-            r.REMAPPED_CORRECTABLE: lambda: nvml.nvmlDeviceGetRemappedRows(handle)[0],
-            r.REMAPPED_UNCORRECTABLE: lambda: nvml.nvmlDeviceGetRemappedRows(handle)[1],
-        }
-        return float(self._call(calls[reading]))
+        function, constants, take = _SOURCES[reading]
+        key = (index, function, constants)
+        if key not in self._answers:
+            nvml = self._nvml
+            args = (self._handle(index), *(getattr(nvml, c) for c in constants))
+            self._answers[key] = self._call(getattr(nvml, function), *args)
+        return float(take(self._answers[key]))
 
     def processes(self, index: int) -> list[tuple[int, int]]:
         running = self._call(self._nvml.nvmlDeviceGetComputeRunningProcesses, self._handle(index))

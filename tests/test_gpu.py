@@ -11,6 +11,7 @@ import pynvml
 import pytest
 
 from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters import nvml as nvml_module
 from llm_slo_stack.exporters.gpu import DcgmCollector, NvmlCollector
 from llm_slo_stack.exporters.nvml import (
     FakeNvml,
@@ -126,6 +127,14 @@ def test_the_real_binding_names_pynvml_errors_by_type(
     with pytest.raises(expected) as caught:
         binding._call(call)
     assert type(caught.value) is expected
+
+
+def test_every_reading_names_a_function_and_constants_the_real_pynvml_has() -> None:
+    assert set(nvml_module._SOURCES) == set(nvml_module.Reading)
+    for function, constants, _ in nvml_module._SOURCES.values():
+        assert callable(getattr(pynvml, function)), function
+        for constant in constants:
+            assert isinstance(getattr(pynvml, constant), int), constant
 
 
 def dcgm_labels(gpu_index: str, uuid: str, name: str, **extra: str) -> dict[str, str]:
