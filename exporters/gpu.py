@@ -13,8 +13,9 @@ import argparse
 import importlib.util
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import ClassVar, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -37,6 +38,7 @@ DEFAULT_LISTEN = "127.0.0.1:9402"  # 9400 is dcgm-exporter's
 DEFAULT_TOP_PROCESSES = 5
 MIB = 1024 * 1024
 MHZ = 1_000_000
+T = TypeVar("T")
 ERROR_REASONS = ("no_driver", "gpu_lost", "nvml", *catalog.SCRAPE_ERROR_REASONS)
 
 
@@ -153,10 +155,10 @@ class NvmlCollector:
             self.ready = False  # re-initialise NVML next scrape, so a GPU that comes back is seen
         families.add(catalog.GPU_UP, self.identities.get(index, [str(index), "", ""]), 0)
 
-    def _read(self, index: int, reading: Reading) -> float | None:
-        """One value; None if unsupported or failed (counted); a lost GPU raises."""
+    def _attempt(self, call: Callable[[], T]) -> T | None:
+        """An NVML answer; None if unsupported or failed (counted); a lost GPU raises."""
         try:
-            return self.nvml.reading(index, reading)
+            return call()
         except NotSupported:
             return None
         except GpuLost:
@@ -167,23 +169,16 @@ class NvmlCollector:
 
     def _readings(self, index: int) -> Iterator[tuple[catalog.Metric, list[str], float]]:
         """Every value of one GPU in base units; an unsupported one is skipped."""
+        read = self.nvml.reading
         for metric, reading, scale, extra in self.READINGS:
-            value = self._read(index, reading)
+            value = self._attempt(partial(read, index, reading))
             if value is not None:
                 yield metric, list(extra), value * scale
-        reasons = self._read(index, Reading.CLOCKS_EVENT_REASONS)
+        reasons = self._attempt(partial(read, index, Reading.CLOCKS_EVENT_REASONS))
         if reasons is not None:
             for bit, reason in catalog.GPU_CLOCK_EVENT_REASONS.items():
                 yield catalog.GPU_CLOCKS_EVENT, [reason], 1 if int(reasons) & bit else 0
-        try:
-            processes = self.nvml.processes(index)
-        except NotSupported:
-            processes = []
-        except GpuLost:
-            raise
-        except NvmlError:
-            self.health.count("nvml")
-            processes = []
+        processes = self._attempt(partial(self.nvml.processes, index)) or []
         for used, pid in sorted(((u, p) for p, u in processes), reverse=True)[: self.top_processes]:
             yield catalog.GPU_PROCESS_MEMORY, [str(pid)], float(used)
 
