@@ -25,7 +25,9 @@ SEVERITY = "severity"
 LONG_WINDOW = "long_window"
 SHORT_WINDOW = "short_window"
 ALERTNAME = "alertname"
+ALERTS = "ALERTS"  # Prometheus' own series of pending and firing alerts
 ALERTSTATE = "alertstate"
+FIRING = "firing"  # the alertstate of an alert that fires
 
 # Values of `outcome` on llm_requests_total.
 OUTCOME_SUCCESS = "success"
@@ -259,6 +261,11 @@ EXPORTER_METRICS = (
 )  # fmt: skip
 OVERFLOW_VALUE = "__overflow__"
 SCRAPE_ERROR_REASONS = ("timeout", "refused", "dropped", "http_status", "bad_payload")
+# The GPU exporter's own failure reasons, before those of a dcgm-exporter scrape.
+GPU_NO_DRIVER = "no_driver"
+GPU_LOST = "gpu_lost"
+GPU_NVML_ERROR = "nvml"  # any other NVML error
+GPU_ERROR_REASONS = (GPU_NO_DRIVER, GPU_LOST, GPU_NVML_ERROR, *SCRAPE_ERROR_REASONS)
 
 
 class VLLM:

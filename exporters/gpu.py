@@ -39,7 +39,6 @@ DEFAULT_TOP_PROCESSES = 5
 MIB = 1024 * 1024
 MHZ = 1_000_000
 T = TypeVar("T")
-ERROR_REASONS = ("no_driver", "gpu_lost", "nvml", *catalog.SCRAPE_ERROR_REASONS)
 
 
 class Families:
@@ -65,7 +64,7 @@ def _health(source: str) -> Health:
     """The source-up gauge and the error counter, the same for both collectors."""
     m = catalog
     return Health(
-        m.GPU_EXPORTER_SOURCE_UP, m.GPU_EXPORTER_ERRORS, ERROR_REASONS, {m.SOURCE: source}
+        m.GPU_EXPORTER_SOURCE_UP, m.GPU_EXPORTER_ERRORS, m.GPU_ERROR_REASONS, {m.SOURCE: source}
     )
 
 
@@ -106,7 +105,7 @@ class NvmlCollector:
         try:
             self.nvml.init()
         except NvmlError:
-            self.health.count("no_driver")
+            self.health.count(catalog.GPU_NO_DRIVER)
             return False
         try:
             self.nvml.device_count()
@@ -123,7 +122,7 @@ class NvmlCollector:
             try:
                 count = self.nvml.device_count()
             except NvmlError:
-                self.health.count("nvml")
+                self.health.count(catalog.GPU_NVML_ERROR)
                 self.ready, count, up = False, 0, False
             for index in range(count):
                 self._device(index, families)
@@ -150,7 +149,7 @@ class NvmlCollector:
 
     def _failed(self, error: NvmlError, index: int, families: Families) -> None:
         lost = isinstance(error, GpuLost)
-        self.health.count("gpu_lost" if lost else "nvml")
+        self.health.count(catalog.GPU_LOST if lost else catalog.GPU_NVML_ERROR)
         if lost:
             self.ready = False  # re-initialise NVML next scrape, so a GPU that comes back is seen
         families.add(catalog.GPU_UP, self.identities.get(index, [str(index), "", ""]), 0)
@@ -164,7 +163,7 @@ class NvmlCollector:
         except GpuLost:
             raise
         except NvmlError:
-            self.health.count("nvml")
+            self.health.count(catalog.GPU_NVML_ERROR)
             return None
 
     def _readings(self, index: int) -> Iterator[tuple[catalog.Metric, list[str], float]]:
@@ -188,7 +187,7 @@ class NvmlCollector:
             try:
                 event = self.nvml.next_xid()
             except NvmlError:
-                self.health.count("nvml")
+                self.health.count(catalog.GPU_NVML_ERROR)
                 return
             if event is None:
                 return

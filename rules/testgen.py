@@ -165,14 +165,14 @@ class TestCases:
             **labels,
         }
         return Selector(
-            conventions.ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())
+            catalog.ALERTS, tuple(Matcher(k, "=", v) for k, v in matchers.items())
         ).render()
 
     def firing(self, window: burnrate.AlertWindow, at: int) -> dict[str, Any]:
         """A check that exactly this tier's alert fires at minute `at`, with all its labels."""
         labels = {
             catalog.ALERTNAME: catalog.ALERT_BUDGET_BURN,
-            catalog.ALERTSTATE: conventions.FIRING,
+            catalog.ALERTSTATE: catalog.FIRING,
             **conventions.slo_labels(self.spec, self.slo),
             **self.group,
             catalog.SEVERITY: window.severity,
@@ -185,11 +185,11 @@ class TestCases:
                 catalog.ALERT_BUDGET_BURN,
                 **{
                     catalog.LONG_WINDOW: duration.promql(window.long),
-                    catalog.ALERTSTATE: conventions.FIRING,
+                    catalog.ALERTSTATE: catalog.FIRING,
                 },
             ),
             "eval_time": minutes(at),
-            "exp_samples": [sample(conventions.ALERTS, labels, 1)],
+            "exp_samples": [sample(catalog.ALERTS, labels, 1)],
         }
 
     def quiet(
@@ -309,19 +309,19 @@ class TestCases:
         fires = 10 + SLACK_MINUTES
         labels = {
             catalog.ALERTNAME: catalog.ALERT_SLI_ABSENT,
-            catalog.ALERTSTATE: conventions.FIRING,
+            catalog.ALERTSTATE: catalog.FIRING,
             **conventions.slo_labels(self.spec, self.slo),
             catalog.SEVERITY: burnrate.PAGE if self.slo.alerting.page else burnrate.TICKET,
             **self.slo.alerting.labels,
         }
         checks = [
             self.quiet(
-                fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate=conventions.FIRING
+                fires - SLACK_MINUTES - 1, catalog.ALERT_SLI_ABSENT, alertstate=catalog.FIRING
             ),
             {
                 "expr": self.alerts(catalog.ALERT_SLI_ABSENT),
                 "eval_time": minutes(fires),
-                "exp_samples": [sample(conventions.ALERTS, labels, 1)],
+                "exp_samples": [sample(catalog.ALERTS, labels, 1)],
             },
         ]
         unrelated = [Series("up", {"job": "unrelated"}, ALL, START_ALL)]

@@ -25,8 +25,6 @@ RAW_WINDOWS = (
 )
 LONG_WINDOWS = (burnrate.DAY, 3 * burnrate.DAY)
 BASE_WINDOW = RAW_WINDOWS[0]
-ALERTS = "ALERTS"  # Prometheus' own series of pending and firing alerts
-FIRING = "firing"
 POD_JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"  # GPU series meet serving series on these
 DEFAULT_RUNBOOK_BASE = "rules/runbooks/"
 RUNBOOK_BURN = "error-budget-burn.md"
@@ -89,8 +87,8 @@ def error_ratio(spec: Spec, slo: SLO, seconds: int, service: str | None = None) 
 
 def firing_alerts(spec: Spec, slo: SLO, service: str | None = None) -> str:
     """The SLO's alerts that fire now, from Prometheus' ALERTS series."""
-    firing = Matcher(catalog.ALERTSTATE, "=", FIRING)
-    return Selector(ALERTS, (*_own(spec, slo, service), firing)).render()
+    firing = Matcher(catalog.ALERTSTATE, "=", catalog.FIRING)
+    return Selector(catalog.ALERTS, (*_own(spec, slo, service), firing)).render()
 
 
 def selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:
