@@ -8,12 +8,9 @@ import sys
 from collections.abc import Callable
 
 EXIT_MISSING_EXTRA = 2
-# What each extra brings that our modules import (pyproject.toml's optional-dependencies).
-EXTRAS = {
-    "tracing": frozenset({"opentelemetry", "aiohttp", "starlette", "uvicorn"}),
-    "sim": frozenset({"opentelemetry", "aiohttp", "starlette", "uvicorn"}),
-    "gpu": frozenset({"pynvml"}),
-}
+# What the tracing extra brings that our modules import (pyproject.toml's
+# optional-dependencies); the sim extra is the tracing extra.
+TRACING_MODULES = frozenset({"opentelemetry", "aiohttp", "starlette", "uvicorn"})
 
 
 def _run(program: str, extra: str, module_name: str) -> int:
@@ -21,7 +18,7 @@ def _run(program: str, extra: str, module_name: str) -> int:
         module = importlib.import_module(f"llm_slo_stack.{module_name}")
     except ModuleNotFoundError as error:
         missing = (error.name or "").split(".")[0]
-        if missing not in EXTRAS[extra]:
+        if missing not in TRACING_MODULES:
             raise
         print(
             f"{program}: {missing} is not installed; install the '{extra}' extra: "

@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-_UNITS: dict[str, Fraction] = {
-    unit: Fraction(seconds)
-    for unit, seconds in (
-        ("ms", Fraction(1, 1000)), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 604800)
-    )
+_UNITS = {
+    "ms": Fraction(1, 1000), "s": Fraction(1), "m": Fraction(60), "h": Fraction(3600),
+    "d": Fraction(86400), "w": Fraction(604800),
 }  # fmt: skip
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 
