@@ -14,7 +14,9 @@ import yaml
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules import writer
-from llm_slo_stack.slo import spec
+from llm_slo_stack.slo import conventions, spec
+from llm_slo_stack.slo.model import AvailabilitySLI
+from llm_slo_stack.slo.selector import Matcher, Selector
 from tests.support.engines import mapped
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
@@ -128,16 +130,21 @@ def test_a_healthy_triton_burns_no_budget(generated: Path, promtool: str) -> Non
         catalog.OUTCOME_SUCCESS, catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED,
         catalog.OUTCOME_ABORTED,
     }  # fmt: skip
+    loaded = spec.loads((ROOT / DEFAULT).read_text(encoding="utf-8"), DEFAULT)
+    (slo,) = (s for s in loaded.slos if isinstance(s.sli, AvailabilitySLI))
     series = []
     for labels, count in sorted(requests.items(), key=lambda item: sorted(item[0])):
         step = 100 if dict(labels)[catalog.OUTCOME] == catalog.OUTCOME_SUCCESS else 0
-        matchers = ", ".join(
-            f'{k}="{v}"' for k, v in sorted({**dict(labels), "job": "vllm"}.items())
-        )
+        scraped = {**dict(labels), **loaded.selector}  # as the spec's scrape job labels it
+        matchers = tuple(Matcher(k, "=", v) for k, v in sorted(scraped.items()))
         series.append(
-            {"series": f"{catalog.REQUESTS.name}{{{matchers}}}", "values": f"{count:g}+{step}x90"}
+            {
+                "series": Selector(catalog.REQUESTS.name, matchers).render(),
+                "values": f"{count:g}+{step}x90",
+            }
         )
-    ratio = catalog.SLI_ERROR_RATIO.format(window="5m")
+    ratio = catalog.SLI_ERROR_RATIO.format(window=conventions.base_window())
+    models = sorted({dict(labels)[catalog.MODEL] for labels in requests})
     test = {
         "rule_files": ["chat.rules.yaml"],
         "evaluation_interval": "1m",
@@ -147,16 +154,33 @@ def test_a_healthy_triton_burns_no_budget(generated: Path, promtool: str) -> Non
                 "input_series": series,
                 "promql_expr_test": [
                     {
-                        "expr": f'{ratio}{{slo="availability", model="{model}"}}',
+                        "expr": Selector(
+                            ratio,
+                            (
+                                Matcher(catalog.SLO, "=", slo.name),
+                                Matcher(catalog.MODEL, "=", model),
+                            ),
+                        ).render(),
                         "eval_time": "60m",
                         "exp_samples": [
                             {
-                                "labels": f'{ratio}{{model="{model}", service="chat", slo="availability", team="inference"}}',
+                                "labels": Selector(
+                                    ratio,
+                                    tuple(
+                                        Matcher(k, "=", v)
+                                        for k, v in sorted(
+                                            {
+                                                **conventions.slo_labels(loaded, slo),
+                                                catalog.MODEL: model,
+                                            }.items()
+                                        )
+                                    ),
+                                ).render(),
                                 "value": 0,
                             }
                         ],
                     }
-                    for model in ("embed", "llama")
+                    for model in models
                 ],
                 "alert_rule_test": [
                     {"alertname": catalog.ALERT_BUDGET_BURN, "eval_time": t, "exp_alerts": []}
