@@ -118,33 +118,39 @@ def test_the_v0_engine_counts_each_queued_request_once() -> None:
 TRITON = FIXTURES / "triton_core.metrics"
 
 
+def outcomes(model: str, success: int, rejected: int, aborted: int, error: int) -> Series:
+    """A model's requests per outcome, as Triton's counters give them."""
+    counts = {
+        catalog.OUTCOME_SUCCESS: success,
+        catalog.OUTCOME_REJECTED: rejected,
+        catalog.OUTCOME_ABORTED: aborted,
+        catalog.OUTCOME_ERROR: error,
+    }
+    return {key(catalog.REQUESTS.name, model=model, outcome=o): n for o, n in counts.items()}
+
+
+def mean_only(metric: catalog.Metric, model: str, seconds: float, count: int) -> Series:
+    """A duration Triton gives as a sum over successes: the +Inf bucket, sum and count."""
+    return {
+        key(metric.bucket, model=model, le="+Inf"): count,
+        key(metric.sum, model=model): pytest.approx(seconds),
+        key(metric.count, model=model): count,
+    }
+
+
 def test_triton_core_every_outcome_in_its_class_and_durations_over_successes() -> None:
     got = mapped(TRITON.read_text())
-    r = catalog.REQUESTS.name
     expected: Series = {
         # Versions 1 and 2 of llama summed; reasons: REJECTED 2+3, CANCELED 4, BACKEND+OTHER 2.
-        key(r, model="llama", outcome=catalog.OUTCOME_SUCCESS): 50,
-        key(r, model="llama", outcome=catalog.OUTCOME_REJECTED): 5,
-        key(r, model="llama", outcome=catalog.OUTCOME_ABORTED): 4,
-        key(r, model="llama", outcome=catalog.OUTCOME_ERROR): 2,
-        key(r, model="embed", outcome=catalog.OUTCOME_SUCCESS): 7,
-        key(r, model="embed", outcome=catalog.OUTCOME_REJECTED): 0,
-        key(r, model="embed", outcome=catalog.OUTCOME_ABORTED): 0,
-        key(r, model="embed", outcome=catalog.OUTCOME_ERROR): 0,
+        **outcomes("llama", success=50, rejected=5, aborted=4, error=2),
+        **outcomes("embed", success=7, rejected=0, aborted=0, error=0),
         key(catalog.REQUESTS_WAITING.name, model="llama"): 4,
         key(catalog.REQUESTS_WAITING.name, model="embed"): 0,
+        **mean_only(catalog.REQUEST_QUEUE, "llama", 2.5, 50),
+        **mean_only(catalog.REQUEST_QUEUE, "embed", 0.007, 7),
+        **mean_only(catalog.E2E_REQUEST_LATENCY, "llama", 100.0, 50),
+        **mean_only(catalog.E2E_REQUEST_LATENCY, "embed", 0.07, 7),
     }
-    # Mean-only durations: a +Inf bucket, the sum in seconds, the count of successes.
-    for metric, llama, embed in (
-        (catalog.REQUEST_QUEUE, 2.5, 0.007),
-        (catalog.E2E_REQUEST_LATENCY, 100.0, 0.07),
-    ):
-        for model, seconds, count in (("llama", llama, 50), ("embed", embed, 7)):
-            expected |= {
-                key(metric.bucket, model=model, le="+Inf"): count,
-                key(metric.sum, model=model): pytest.approx(seconds),
-                key(metric.count, model=model): count,
-            }
     ttft = catalog.TIME_TO_FIRST_TOKEN  # milliseconds to seconds
     for le, count in (("0.1", 10), ("0.5", 35), ("2.0", 40), ("5.0", 40), ("+Inf", 40)):
         expected[key(ttft.bucket, model="llama", le=le)] = count
@@ -157,55 +163,58 @@ def test_triton_core_every_outcome_in_its_class_and_durations_over_successes() -
 
 def test_triton_serving_vllm_keeps_both_families_and_triton_model_names() -> None:
     got = mapped((FIXTURES / "triton_vllm.metrics").read_text())
-    r = catalog.REQUESTS.name
     expected: Series = {
-        key(r, model="llama", outcome=catalog.OUTCOME_SUCCESS): 20,
-        key(r, model="llama", outcome=catalog.OUTCOME_REJECTED): 1,
-        key(r, model="llama", outcome=catalog.OUTCOME_ABORTED): 2,
-        key(r, model="llama", outcome=catalog.OUTCOME_ERROR): 1,
-        key(r, model="qwen", outcome=catalog.OUTCOME_SUCCESS): 5,
-        key(r, model="qwen", outcome=catalog.OUTCOME_REJECTED): 0,
-        key(r, model="qwen", outcome=catalog.OUTCOME_ABORTED): 0,
-        key(r, model="qwen", outcome=catalog.OUTCOME_ERROR): 0,
+        **outcomes("llama", success=20, rejected=1, aborted=2, error=1),
+        **outcomes("qwen", success=5, rejected=0, aborted=0, error=0),
         key(catalog.REQUESTS_WAITING.name, model="llama"): 2,
         key(catalog.REQUESTS_WAITING.name, model="qwen"): 0,
         key(catalog.PROMPT_TOKENS.name, model="llama"): 800,
         key(catalog.PROMPT_TOKENS.name, model="qwen"): 100,
         key(catalog.GENERATION_TOKENS.name, model="llama"): 120,
         key(catalog.GENERATION_TOKENS.name, model="qwen"): 10,
+        # Triton's queue has no vLLM counterpart there: its mean over successes.
+        **mean_only(catalog.REQUEST_QUEUE, "llama", 0.4, 20),
+        **mean_only(catalog.REQUEST_QUEUE, "qwen", 0.05, 5),
     }
-    # Triton's queue has no vLLM counterpart there: its mean over successes.
-    for model, seconds, count in (("llama", 0.4, 20), ("qwen", 0.05, 5)):
-        expected |= {
-            key(catalog.REQUEST_QUEUE.bucket, model=model, le="+Inf"): count,
-            key(catalog.REQUEST_QUEUE.sum, model=model): pytest.approx(seconds),
-            key(catalog.REQUEST_QUEUE.count, model=model): count,
-        }
-    # vLLM's histograms (the backend's bucket sets), never Triton's mean-only e2e on top.
-    ttft_bounds = engines.TTFT_BOUNDS[:16]  # the backend's copy of vLLM's V0 set, up to 10 s
-    itl_bounds = engines.ITL_BOUNDS[:13]
-    e2e_bounds = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+    # vLLM's histograms, with the backend's copy of vLLM's V0 bucket sets; never Triton's
+    # mean-only e2e on top.
     ttft = {"llama": [0.05, 0.2, 0.9, 3.0], "qwen": [0.1]}
     itl = {"llama": [0.02, 0.03, 0.05, 0.2, 0.04], "qwen": [0.01, 0.015]}
     e2e = {"llama": [1.0, 2.0, 6.0, 21.0], "qwen": [0.7]}
-    expected |= histogram(catalog.TIME_TO_FIRST_TOKEN, ttft, ttft_bounds)
-    expected |= histogram(catalog.INTER_TOKEN_LATENCY, itl, itl_bounds)
-    expected |= histogram(catalog.E2E_REQUEST_LATENCY, e2e, e2e_bounds)
+    expected |= histogram(catalog.TIME_TO_FIRST_TOKEN, ttft, VLLMLegacy.TTFT_BUCKETS)
+    expected |= histogram(catalog.INTER_TOKEN_LATENCY, itl, VLLMLegacy.ITL_BUCKETS)
+    expected |= histogram(catalog.E2E_REQUEST_LATENCY, e2e, VLLMLegacy.REQUEST_LATENCY_BUCKETS)
     assert got == expected
 
 
-def test_tgi_failures_land_in_their_classes_and_its_mean_per_token_is_not_tpot() -> None:
+def test_tgi_every_series_and_failures_in_their_classes() -> None:
+    """The fixture's values, series by series; TGI's mean time per token includes the
+    prefill, so nothing feeds the catalog's TPOT."""
     got = mapped((FIXTURES / "tgi.metrics").read_text(), backend="auto", model="mistral")
+    m = "mistral"
     r = catalog.REQUESTS.name
-    assert {k: v for k, v in got.items() if k[0] == r} == {
-        key(r, model="mistral", outcome=catalog.OUTCOME_SUCCESS): 12,
-        key(r, model="mistral", outcome=catalog.OUTCOME_INVALID): 2,  # validation, template
-        key(r, model="mistral", outcome=catalog.OUTCOME_REJECTED): 2,  # overloaded
-        key(r, model="mistral", outcome=catalog.OUTCOME_ERROR): 3,  # generation, incomplete
-        key(r, model="mistral", outcome=catalog.OUTCOME_ABORTED): 3,  # dropped
+    expected: Series = {
+        key(r, model=m, outcome=catalog.OUTCOME_SUCCESS): 12,
+        key(r, model=m, outcome=catalog.OUTCOME_INVALID): 2,  # validation, template
+        key(r, model=m, outcome=catalog.OUTCOME_REJECTED): 2,  # overloaded
+        key(r, model=m, outcome=catalog.OUTCOME_ERROR): 3,  # generation, incomplete
+        key(r, model=m, outcome=catalog.OUTCOME_ABORTED): 3,  # dropped
+        key(catalog.PROMPT_TOKENS.name, model=m): 3400,  # the input length histogram's sum
+        key(catalog.GENERATION_TOKENS.name, model=m): 2100,
+        key(catalog.REQUESTS_WAITING.name, model=m): 3,
+        key(catalog.REQUESTS_RUNNING.name, model=m): 4,
     }
-    # TGI's mean time per token includes the prefill: not the catalog's TPOT.
-    assert not [k for k in got if k[0].startswith(catalog.TIME_PER_OUTPUT_TOKEN.name)]
+    for metric, buckets, seconds in (
+        (catalog.REQUEST_QUEUE, (("0.01", 5), ("0.1", 10), ("1.0", 12)), 0.75),
+        (catalog.E2E_REQUEST_LATENCY, (("1.0", 2), ("5.0", 9), ("30.0", 12)), 48.5),
+    ):
+        for le, count in (*buckets, ("+Inf", 12)):
+            expected[key(metric.bucket, model=m, le=le)] = count
+        expected |= {
+            key(metric.sum, model=m): pytest.approx(seconds),
+            key(metric.count, model=m): 12,
+        }
+    assert got == expected
 
 
 @pytest.mark.parametrize(
