@@ -151,9 +151,30 @@ class SidecarCollector:
                         slots[prefix] = group
                 else:
                     value = float(line[cut + 1 :])
+                if not group:
+                    continue
+                found = True
                 for slot in group:
-                    found = True
-                    _add(superseded if slot.superseded else snapshot, slot, value)
+                    into = superseded if slot.superseded else snapshot
+                    if slot.folded:
+                        into.folded.add(slot.folded)
+                    if not slot.histogram:
+                        samples = into.values.get(slot.series)
+                        if samples is None:
+                            samples = into.values[slot.series] = []
+                            into.kinds[slot.series[0]] = slot.kind
+                        samples.append(value * slot.scale)
+                        continue
+                    histogram = into.histograms.get(slot.series)
+                    if histogram is None:
+                        histogram = into.histograms[slot.series] = _Histogram()
+                        into.kinds[slot.series[0]] = slot.kind
+                    if slot.le is not None:
+                        histogram.buckets[slot.le] += value
+                    elif slot.part == "sum":
+                        histogram.sum += value * slot.scale
+                    else:
+                        histogram.count += value
         except (textformat.ParseError, ValueError, KeyError) as error:
             raise ScrapeError("bad_payload", f"{type(error).__name__}: {error}") from None
         if not found:
@@ -253,29 +274,6 @@ class SidecarCollector:
         with self._lock:
             overflow.add_metric([catalog.MODEL], self._overflow)
         yield overflow
-
-
-def _add(snapshot: Snapshot, slot: _Slot, value: float) -> None:
-    """One line's value into the series its slot names."""
-    if slot.folded:
-        snapshot.folded.add(slot.folded)
-    if not slot.histogram:
-        samples = snapshot.values.get(slot.series)
-        if samples is None:
-            samples = snapshot.values[slot.series] = []
-            snapshot.kinds[slot.series[0]] = slot.kind
-        samples.append(value * slot.scale)
-        return
-    histogram = snapshot.histograms.get(slot.series)
-    if histogram is None:
-        histogram = snapshot.histograms[slot.series] = _Histogram()
-        snapshot.kinds[slot.series[0]] = slot.kind
-    if slot.le is not None:
-        histogram.buckets[slot.le] += value
-    elif slot.part == "sum":
-        histogram.sum += value * slot.scale
-    else:
-        histogram.count += value
 
 
 @functools.lru_cache(maxsize=4096)
