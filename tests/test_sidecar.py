@@ -18,18 +18,10 @@ from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.metrics import CURRENT, LEGACY
 from llm_slo_stack.simulator.server import Config, create_app
 from tests.support import loopback
+from tests.support.engines import through_exporter
 from tests.support.paths import FIXTURES
 from tests.support.scrape import Series, names, scrape, value
 from tests.support.serving import MODEL, REQUESTS, TOKENS, load
-
-
-def through_exporter(body: str, **options: object) -> Series:
-    """Serve `body` as an upstream's /metrics, put an exporter in front, scrape it once."""
-    with (
-        loopback.http(loopback.payload(body)) as (upstream, _),
-        loopback.exporter(SidecarCollector(upstream, **options)) as url,  # type: ignore[arg-type]
-    ):
-        return scrape(url)
 
 
 def serving(series: Series) -> set[str]:

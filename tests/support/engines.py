@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
 from llm_slo_stack.exporters.sidecar import SidecarCollector
+from tests.support import loopback, scrape
 
 # vLLM's default bucket families: the same in vllm 0.8.5's and 0.10.2's
 # vllm/engine/metrics.py and 0.10.2's vllm/v1/metrics/loggers.py.
@@ -30,15 +31,23 @@ Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 OWN = {m.name.removesuffix("_total") for m in catalog.EXPORTER_METRICS}
 
 
+def through_exporter(body: str, **options: object) -> scrape.Series:
+    """Serve `body` as an upstream's /metrics over loopback HTTP, put the sidecar in front,
+    scrape it once: what Prometheus would store."""
+    with (
+        loopback.http(loopback.payload(body)) as (upstream, _),
+        loopback.exporter(SidecarCollector(upstream, **options)) as url,  # type: ignore[arg-type]
+    ):
+        return scrape.scrape(url)
+
+
 def mapped(text: str, backend: str = "auto", model: str = "default") -> Series:
-    """The catalog series the sidecar makes of a payload (its own health left out)."""
-    collector = SidecarCollector("http://127.0.0.1:9", backend=backend, model=model)
-    out: Series = {}
-    for family in collector.families(collector.read(text)):
-        for s in family.samples:
-            if not any(s.name.startswith(own) for own in OWN):
-                out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
+    """The catalog series the sidecar serves for a payload (its own health left out)."""
+    return {
+        k: v
+        for k, v in through_exporter(text, backend=backend, model=model).items()
+        if not any(k[0].startswith(own) for own in OWN)
+    }
 
 
 @dataclass
