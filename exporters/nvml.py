@@ -272,10 +272,10 @@ class FakeGpu:
 class FakeNvml:
     """An in-memory `Nvml`: GPUs, a driver that may be missing, XID events to deliver."""
 
-    def __init__(self, gpus: list[FakeGpu], driver: bool = True, xid_events: bool = True) -> None:
+    def __init__(self, gpus: list[FakeGpu], driver: bool = True, xid_support: bool = True) -> None:
         self.gpus = gpus
         self.driver = driver
-        self.xid_events_supported = xid_events
+        self.xid_support = xid_support
         self.inits = 0
         self.xid_events: list[tuple[int, int]] = []  # (GPU index, XID code), taken by next_xid
         self.watching = False
@@ -308,7 +308,7 @@ class FakeNvml:
         return list(self._gpu(index).processes)
 
     def watch_xids(self) -> None:
-        if not self.xid_events_supported:
+        if not self.xid_support:
             raise NotSupported("XID events not supported (fake)")
         self.watching = True
 

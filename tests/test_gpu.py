@@ -65,6 +65,18 @@ def test_nvml_values_in_base_units_over_http() -> None:
     assert value(series, catalog.GPU_EXPORTER_ERRORS.name, reason="nvml") == 0
 
 
+def test_a_driver_without_xid_events_still_serves_every_reading() -> None:
+    fake = FakeNvml(gpus(), xid_support=False)
+    fake.xid_events = [(0, 79)]  # queued, but never delivered: nothing watches for them
+    with loopback.exporter(NvmlCollector(fake)) as url:
+        series = scrape(url)
+    g0 = gpu(0, "GPU-0")
+    assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source="nvml") == 1
+    assert value(series, catalog.GPU_POWER.name, **g0) == 350.0
+    assert not [name for name, _ in series if name == catalog.GPU_XID_ERRORS.name]
+    assert value(series, catalog.GPU_EXPORTER_ERRORS.name, reason="nvml") == 0
+
+
 def test_no_driver_is_source_up_0_and_recovers() -> None:
     fake = FakeNvml(gpus(), driver=False)
     with loopback.exporter(NvmlCollector(fake)) as url:
