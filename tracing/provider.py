@@ -10,6 +10,7 @@ the request path one enqueue (or one dropped span), never a wait.
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import urlsplit
 
@@ -37,9 +38,13 @@ def configure(
     """A TracerProvider that exports spans over OTLP; with no endpoint anywhere, none."""
     env = os.environ.get
     name = service_name or env("OTEL_SERVICE_NAME") or "llm-slo-stack"
-    ratio = sampling_ratio if sampling_ratio is not None else _ratio(env("OTEL_TRACES_SAMPLER_ARG"))
+    raw, given = _setting(sampling_ratio, "sampling ratio", "OTEL_TRACES_SAMPLER_ARG", "1")
+    try:
+        ratio = float(raw) if raw is not None else math.nan
+    except ValueError:
+        ratio = math.nan
     if not 0 <= ratio <= 1:
-        raise ConfigError(f"sampling ratio: expected a number within 0..1, found {ratio}")
+        raise ConfigError(f"{given}: expected a number within 0..1, found {raw!r}")
     provider = TracerProvider(
         resource=Resource.create({SERVICE_NAME: name}),
         sampler=ParentBased(TraceIdRatioBased(ratio)),
@@ -48,30 +53,25 @@ def configure(
         endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     if target:
-        chosen = (
-            protocol
-            or env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or env("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or HTTP
+        chosen, given = _setting(
+            protocol, "OTLP protocol", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", None
         )
+        if chosen is None:
+            chosen, given = _setting(None, "", "OTEL_EXPORTER_OTLP_PROTOCOL", HTTP)
         if chosen not in PROTOCOLS:
-            raise ConfigError(
-                f"OTLP protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL): expected one of "
-                f"{', '.join(PROTOCOLS)}, found {chosen!r}"
-            )
-        provider.add_span_processor(BatchSpanProcessor(_exporter(target, chosen)))
+            raise ConfigError(f"{given}: expected one of {', '.join(PROTOCOLS)}, found {chosen!r}")
+        provider.add_span_processor(BatchSpanProcessor(_exporter(target, str(chosen))))
     return provider
 
 
-def _ratio(text: str | None) -> float:
-    if text is None:
-        return 1.0
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(
-            f"OTEL_TRACES_SAMPLER_ARG: expected a number within 0..1, found {text!r}"
-        ) from None
+def _setting(
+    argument: str | float | None, name: str, variable: str, default: str | None
+) -> tuple[str | float | None, str]:
+    """A setting and what to call it in an error: the argument (by `name`), else the
+    environment variable, else the default (by the variable)."""
+    if argument is not None:
+        return argument, name
+    return os.environ.get(variable, default), variable
 
 
 def _exporter(endpoint: str, protocol: str) -> SpanExporter:
