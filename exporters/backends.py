@@ -1,11 +1,12 @@
 """How each inference server's metrics map onto the catalog's names and units.
 
-vLLM (current and pre-rename names, `vllm:` and `vllm_` spellings), TGI, Triton, and
-Triton serving vLLM through its vLLM backend. A mapping is data: which upstream sample
-feeds which catalog metric, how its unit converts, and which label names the model and
-the outcome. One upstream sample may feed several catalog series (Triton's success
-count is both the requests that succeeded and the count behind its mean durations); a
-catalog series is fed by one generation of names only, never by two at once.
+vLLM (current and pre-rename names, `vllm:` and `vllm_` spellings), SGLang (`sglang:`
+and `sglang_`), TGI, Triton, and Triton serving vLLM through its vLLM backend. A
+mapping is data: which upstream sample feeds which catalog metric, how its unit
+converts, and which label names the model and the outcome. One upstream sample may feed
+several catalog series (Triton's success count is both the requests that succeeded and
+the count behind its mean durations); a catalog series is fed by one generation of
+names only, never by two at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.exporters.catalog import TGI, VLLM, Triton, VLLMLegacy
+from llm_slo_stack.exporters.catalog import TGI, VLLM, SGLang, Triton, VLLMLegacy
 
 HISTOGRAM = "histogram"  # an upstream histogram family, bucket bounds scaled
 COUNTER = "counter"  # one upstream sample, summed
@@ -33,7 +34,7 @@ class Rule:
     kind: str
     source: str  # histogram family name, or the full sample name (with _total, _sum)
     target: catalog.Metric
-    scale: float = 1.0  # upstream unit to the catalog's base unit
+    scale: float = 1.0  # upstream unit to the catalog's base unit; -1 subtracts a counter
     outcome: str | None = None  # fixed outcome of llm_requests_total
     outcome_label: str | None = None  # upstream label whose values map to outcomes
     outcomes: Mapping[str, str] = field(default_factory=dict)
@@ -83,9 +84,17 @@ def _vllm_rules(legacy: bool) -> tuple[Rule, ...]:
         (VLLM.E2E, catalog.E2E_REQUEST_LATENCY),
     ]
     if not legacy:
-        hist.append((VLLM.TPOT, catalog.TIME_PER_OUTPUT_TOKEN))
+        hist += [
+            (VLLM.TPOT, catalog.TIME_PER_OUTPUT_TOKEN),
+            (VLLM.INFERENCE, catalog.REQUEST_INFERENCE),
+        ]
     rules = [Rule(HISTOGRAM, source, target) for source, target in hist]
+    prefix_cache = VLLMLegacy if legacy else VLLM
     rules += [
+        Rule(COUNTER, f"{prefix_cache.PREFIX_CACHE_QUERIES}_total", catalog.PREFIX_CACHE_QUERIED),
+        Rule(COUNTER, f"{prefix_cache.PREFIX_CACHE_HITS}_total", catalog.PREFIX_CACHE_HIT),
+        Rule(COUNTER, f"{VLLM.SPEC_DRAFT_TOKENS}_total", catalog.SPEC_DECODE_DRAFT),
+        Rule(COUNTER, f"{VLLM.SPEC_ACCEPTED_TOKENS}_total", catalog.SPEC_DECODE_ACCEPTED),
         Rule(COUNTER, f"{VLLM.PROMPT_TOKENS}_total", catalog.PROMPT_TOKENS),
         Rule(COUNTER, f"{VLLM.GENERATION_TOKENS}_total", catalog.GENERATION_TOKENS),
         Rule(COUNTER, f"{VLLM.PREEMPTIONS}_total", catalog.PREEMPTIONS),
@@ -156,6 +165,42 @@ TGI_BACKEND = Backend(
     ),
 )
 
+# SGLang 0.5.23 (sglang/srt/observability/metrics_collector.py, tokenizer_manager.py).
+# It counts every finished request and, apart, the aborts: success is the difference,
+# and an abort lands once, in `aborted`. A request the server failed finishes like any
+# other there, so SGLang gives no `error` count; `rejected` neither.
+SGLANG_BACKEND = Backend(
+    "sglang",
+    SGLang.LABEL_MODEL,
+    (
+        Rule(HISTOGRAM, SGLang.TTFT, catalog.TIME_TO_FIRST_TOKEN),
+        Rule(HISTOGRAM, SGLang.ITL, catalog.INTER_TOKEN_LATENCY),
+        Rule(HISTOGRAM, SGLang.TPOT, catalog.TIME_PER_OUTPUT_TOKEN),
+        Rule(HISTOGRAM, SGLang.E2E, catalog.E2E_REQUEST_LATENCY),
+        Rule(HISTOGRAM, SGLang.QUEUE, catalog.REQUEST_QUEUE),
+        Rule(COUNTER, f"{SGLang.PROMPT_TOKENS}_total", catalog.PROMPT_TOKENS),
+        # Every prompt token is looked up in the radix cache; the cached ones were found.
+        Rule(COUNTER, f"{SGLang.PROMPT_TOKENS}_total", catalog.PREFIX_CACHE_QUERIED),
+        Rule(COUNTER, f"{SGLang.CACHED_TOKENS}_total", catalog.PREFIX_CACHE_HIT),
+        Rule(COUNTER, f"{SGLang.GENERATION_TOKENS}_total", catalog.GENERATION_TOKENS),
+        Rule(COUNTER, f"{SGLang.RETRACTED_REQUESTS}_total", catalog.PREEMPTIONS),
+        Rule(
+            COUNTER, f"{SGLang.REQUESTS}_total", catalog.REQUESTS, outcome=catalog.OUTCOME_SUCCESS
+        ),
+        Rule(
+            COUNTER,
+            f"{SGLang.ABORTED}_total",
+            catalog.REQUESTS,
+            scale=-1.0,
+            outcome=catalog.OUTCOME_SUCCESS,
+        ),
+        Rule(COUNTER, f"{SGLang.ABORTED}_total", catalog.REQUESTS, outcome=catalog.OUTCOME_ABORTED),
+        Rule(GAUGE_SUM, SGLang.RUNNING, catalog.REQUESTS_RUNNING),
+        Rule(GAUGE_SUM, SGLang.WAITING, catalog.REQUESTS_WAITING),
+        Rule(GAUGE_MEAN, SGLang.TOKEN_USAGE, catalog.KV_CACHE_USAGE),
+    ),
+)
+
 MICROSECONDS = 1e-6
 MILLISECONDS = 1e-3
 _TRITON_RULES = (
@@ -194,10 +239,14 @@ TRITON_VLLM_BACKEND = Backend(
 )
 
 BACKENDS = MappingProxyType(
-    {b.name: b for b in (VLLM_BACKEND, TGI_BACKEND, TRITON_BACKEND, TRITON_VLLM_BACKEND)}
+    {
+        b.name: b
+        for b in (VLLM_BACKEND, SGLANG_BACKEND, TGI_BACKEND, TRITON_BACKEND, TRITON_VLLM_BACKEND)
+    }
 )
 _MARKERS = {
     VLLM_BACKEND.name: ("vllm:", "vllm_"),
+    SGLANG_BACKEND.name: ("sglang:", "sglang_"),
     TGI_BACKEND.name: ("tgi_",),
     TRITON_BACKEND.name: ("nv_inference_",),
 }

@@ -177,6 +177,31 @@ KV_CACHE_USAGE = Metric(
     "Fraction of the KV cache in use, 0 to 1.", (MODEL,),
 )  # fmt: skip
 
+# What on-call reads from today's engines beyond the phases: the prefix cache (a falling
+# hit ratio raises TTFT), speculative decoding (a falling acceptance slows decode) and
+# the time a request ran on the engine (prefill plus decode, its queue left out).
+REQUEST_INFERENCE = Metric(
+    "llm_request_inference_seconds", HISTOGRAM, "seconds",
+    "Time a request ran on the engine: prefill plus decode, its queue left out.",
+    (MODEL,), E2E_BUCKETS,
+)  # fmt: skip
+PREFIX_CACHE_QUERIED = Metric(
+    "llm_prefix_cache_queried_tokens_total", COUNTER, "tokens",
+    "Prompt tokens looked up in the prefix cache.", (MODEL,),
+)  # fmt: skip
+PREFIX_CACHE_HIT = Metric(
+    "llm_prefix_cache_hit_tokens_total", COUNTER, "tokens",
+    "Prompt tokens found in the prefix cache: their prefill was skipped.", (MODEL,),
+)  # fmt: skip
+SPEC_DECODE_DRAFT = Metric(
+    "llm_spec_decode_draft_tokens_total", COUNTER, "tokens",
+    "Tokens proposed by speculative decoding's drafter.", (MODEL,),
+)  # fmt: skip
+SPEC_DECODE_ACCEPTED = Metric(
+    "llm_spec_decode_accepted_tokens_total", COUNTER, "tokens",
+    "Drafted tokens the target model accepted.", (MODEL,),
+)  # fmt: skip
+
 REQUESTS_GOODPUT = Metric(
     "llm_requests_goodput_total", COUNTER, "requests",
     "Successful requests that met both their TTFT and their TPOT targets (DistServe's "
@@ -206,6 +231,11 @@ METRICS: tuple[Metric, ...] = (
     REQUESTS_RUNNING,
     REQUESTS_WAITING,
     KV_CACHE_USAGE,
+    REQUEST_INFERENCE,
+    PREFIX_CACHE_QUERIED,
+    PREFIX_CACHE_HIT,
+    SPEC_DECODE_DRAFT,
+    SPEC_DECODE_ACCEPTED,
 )
 
 # Series recorded by the generated rules, in Prometheus' level:metric:operations form.
@@ -288,6 +318,11 @@ class VLLM:
     INFERENCE = "vllm:request_inference_time_seconds"
     PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries"
     PREFIX_CACHE_HITS = "vllm:prefix_cache_hits"
+    SPEC_DRAFTS = "vllm:spec_decode_num_drafts"
+    SPEC_DRAFT_TOKENS = "vllm:spec_decode_num_draft_tokens"
+    SPEC_ACCEPTED_TOKENS = "vllm:spec_decode_num_accepted_tokens"
+    SPEC_ACCEPTED_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos"
+    LABEL_POSITION = "position"
     ITERATION_TOKENS = "vllm:iteration_tokens_total"
     REQUEST_PARAMS_N = "vllm:request_params_n"
     PROMPT_TOKENS = "vllm:prompt_tokens"
@@ -397,6 +432,61 @@ class TGI:
     BATCH_INFERENCE_DURATION = "tgi_batch_inference_duration"
 
 
+class SGLang:
+    """SGLang's metric names (sglang 0.5.23 wheel, sglang/srt/observability/metrics_collector.py).
+
+    The tokenizer process writes the request series (labels `model_name`, `engine_type`,
+    some also `is_streaming`), each scheduler its gauges and queue time (also `tp_rank`,
+    `pp_rank`, `moe_ep_rank`, and `dp_rank` under data parallelism).
+    """
+
+    LABEL_MODEL = "model_name"
+    DROPPED_LABELS = ("engine_type", "tp_rank", "pp_rank", "moe_ep_rank", "dp_rank", "is_streaming")
+    TTFT = "sglang:time_to_first_token_seconds"
+    ITL = "sglang:inter_token_latency_seconds"
+    TPOT = "sglang:request_time_per_output_token_seconds"
+    E2E = "sglang:e2e_request_latency_seconds"
+    QUEUE = "sglang:queue_time_seconds"
+    PROMPT_TOKENS = "sglang:prompt_tokens"
+    GENERATION_TOKENS = "sglang:generation_tokens"
+    CACHED_TOKENS = "sglang:cached_tokens"  # label cache_source: device, host, storage
+    # Every finished request, aborted ones included (observe_one_finished_request), and
+    # the aborts sent to the scheduler (observe_one_aborted_request).
+    REQUESTS = "sglang:num_requests"
+    ABORTED = "sglang:num_aborted_requests"
+    RUNNING = "sglang:num_running_reqs"
+    WAITING = "sglang:num_queue_reqs"
+    TOKEN_USAGE = "sglang:token_usage"  # KV cache tokens in use over the pool, 0..1
+    STRUCTURED_REQUESTS = "sglang:num_so_requests"
+    SPEC_VERIFY_CALLS = "sglang:spec_verify_calls"
+    PROMPT_TOKENS_HISTOGRAM = "sglang:prompt_tokens_histogram"
+    UNCACHED_PROMPT_TOKENS_HISTOGRAM = "sglang:uncached_prompt_tokens_histogram"
+    GENERATION_TOKENS_HISTOGRAM = "sglang:generation_tokens_histogram"
+    GET_LOADS = "sglang:get_loads_duration_seconds"
+    STARTUP = "sglang:startup_time_seconds"
+    STARTUP_CUDA_GRAPH = "sglang:startup_cuda_graph_time_seconds"
+    GRAMMAR_QUEUE = "sglang:num_grammar_queue_reqs"
+    GEN_THROUGHPUT = "sglang:gen_throughput"
+    CACHE_HIT_RATE = "sglang:cache_hit_rate"
+    SPEC_ACCEPT_RATE = "sglang:spec_accept_rate"
+    SPEC_ACCEPT_LENGTH = "sglang:spec_accept_length"
+    # Decode requests sent back to the queue when the KV cache runs out: preemptions.
+    RETRACTED_REQUESTS = "sglang:num_retracted_requests"
+    RETRACTED_NOW = "sglang:num_retracted_reqs"
+    # Default bucket sets (TokenizerMetricsCollector, SchedulerMetricsCollector).
+    TTFT_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400)
+    E2E_BUCKETS = (*TTFT_BUCKETS, 600, 1200, 1800, 2400)
+    ITL_BUCKETS = (
+        0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060,
+        0.080, 0.100, 0.200, 0.400, 0.600, 0.800, 1.000, 2.000, 4.000, 6.000, 8.000,
+    )  # fmt: skip
+    QUEUE_BUCKETS = (
+        0.0, 0.001, 0.005, 0.010, 0.050, 0.100, 0.200, 0.500, 1, 2, 3, 4, 5, 10, 15, 20, 30,
+        40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200,
+        1400, 1600, 1800, 2000, 2500, 3000,
+    )  # fmt: skip
+
+
 class Triton:
     """Triton Inference Server: label `model`; cumulative microsecond counters.
 
@@ -437,13 +527,12 @@ class Triton:
 UNMAPPED = MappingProxyType(
     {
         # vLLM
-        VLLM.PREFIX_CACHE_QUERIES: "prefix-cache counters: no catalog series yet",
-        VLLM.PREFIX_CACHE_HITS: "prefix-cache counters: no catalog series yet",
-        VLLMLegacy.PREFIX_CACHE_QUERIES: "pre-rename prefix-cache counter: no catalog series yet",
-        VLLMLegacy.PREFIX_CACHE_HITS: "pre-rename prefix-cache counter: no catalog series yet",
-        VLLM.INFERENCE: "prefill plus decode: no catalog series yet",
         VLLM.ITERATION_TOKENS: "tokens per engine step: capacity tuning, not on-call",
         VLLM.REQUEST_PARAMS_N: "a request parameter, not an outcome",
+        VLLM.SPEC_DRAFTS: "draft steps: the token counters carry the acceptance ratio",
+        VLLM.SPEC_ACCEPTED_PER_POSITION: (
+            "acceptance per draft position: drafter tuning, not on-call"
+        ),
         # Triton
         Triton.COUNT: "inferences per batch item, not requests",
         Triton.EXEC_COUNT: "model executions (batches), not requests",
@@ -468,6 +557,21 @@ UNMAPPED = MappingProxyType(
         TGI.BATCH_INFERENCE_COUNT: "batches, not requests",
         TGI.BATCH_INFERENCE_SUCCESS: "batches, not requests",
         TGI.BATCH_INFERENCE_DURATION: "per batch, not per request",
+        # SGLang
+        SGLang.STRUCTURED_REQUESTS: "structured-output requests: a subset of all requests",
+        SGLang.SPEC_VERIFY_CALLS: "verification passes, not tokens: no acceptance ratio",
+        SGLang.PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
+        SGLang.UNCACHED_PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
+        SGLang.GENERATION_TOKENS_HISTOGRAM: "output lengths: the counters carry the totals",
+        SGLang.GET_LOADS: "time serving /v1/loads: a control endpoint, not serving",
+        SGLang.STARTUP: "start-up phases: not a serving series",
+        SGLang.STARTUP_CUDA_GRAPH: "start-up phases: not a serving series",
+        SGLang.GRAMMAR_QUEUE: "requests compiling a grammar: a part of the waiting ones",
+        SGLang.GEN_THROUGHPUT: "a rate of the last interval: Prometheus derives it",
+        SGLang.CACHE_HIT_RATE: "a ratio of the last batch: the token counters carry it",
+        SGLang.SPEC_ACCEPT_RATE: "a ratio of the last batch: no counter to add up",
+        SGLang.SPEC_ACCEPT_LENGTH: "a mean of the last batch: no counter to add up",
+        SGLang.RETRACTED_NOW: "retractions of the last batch: the counter carries the total",
     }
 )
 

@@ -1,4 +1,4 @@
-"""`llm-vllm-exporter`: the inference-server sidecar.
+"""`llm-serving-exporter` (also `llm-vllm-exporter`, its first name): the inference-server sidecar.
 
 Each time Prometheus scrapes the sidecar, it scrapes the server (within a deadline
 shorter than a scrape timeout), maps what it finds onto the catalog's names and units,
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstr
 
 DEFAULT_MAX_MODELS = 64
 DEFAULT_LISTEN = "127.0.0.1:9400"
+COMMANDS = ("llm-serving-exporter", "llm-vllm-exporter")  # its name, and its first name
 
 
 @dataclass
@@ -106,6 +108,8 @@ class SidecarCollector:
         self._slots: dict[str, dict[str, Slots]] = {name: {} for name in backends.BACKENDS}
         self._models = LabelCap(max_models)
         self._overflow = 0.0
+        # Per counter series: (the sum of its positive sources, the value served) last time.
+        self._served: dict[tuple[str, tuple[str, ...]], tuple[float, float]] = {}
         # Per backend: upstream sample name -> (rule, part).
         self._wanted = {name: backend.wanted() for name, backend in backends.BACKENDS.items()}
 
@@ -131,7 +135,7 @@ class SidecarCollector:
         """
         backend = self.backend or backends.detect(text)
         if backend is None:
-            raise ScrapeError("bad_payload", "no vLLM, TGI or Triton metric in the payload")
+            raise ScrapeError("bad_payload", "no vLLM, SGLang, TGI or Triton metric in the payload")
         wanted = self._wanted[backend.name]
         slots = self._slots[backend.name]
         snapshot, superseded = Snapshot(), Snapshot()
@@ -257,10 +261,27 @@ class SidecarCollector:
                 kind = CounterMetricFamily if metric.kind == catalog.COUNTER else GaugeMetricFamily
                 scalar = kind(name, metric.help, labels=self._label_names(metric))
             total = sum(values)
+            if metric.kind == catalog.COUNTER:
+                total = self._monotonic((name, key), values, total)
             mean = snapshot.kinds[name] == backends.GAUGE_MEAN
             scalar.add_metric(list(key), total / len(values) if mean else total)
         if scalar is not None:
             yield scalar
+
+    def _monotonic(
+        self, series: tuple[str, tuple[str, ...]], values: list[float], total: float
+    ) -> float:
+        """A counter that is a difference (SGLang's successes: finished minus aborted)
+        dips for a moment when an abort is counted before its request finishes, and
+        Prometheus reads any dip as a restart. The last value served is held unless the
+        counters it is taken from went down themselves (the server restarted)."""
+        added = math.fsum(v for v in values if v > 0)
+        with self._lock:
+            last = self._served.get(series)
+            if last is not None and added >= last[0]:
+                total = max(total, last[1])
+            self._served[series] = (added, total)
+        return total
 
     def _health(self, up: bool, seconds: float) -> Iterator[Metric]:
         m = catalog
@@ -283,7 +304,9 @@ def _le_text(bound: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llm-vllm-exporter", description=__doc__.splitlines()[0])
+    called = os.path.basename(sys.argv[0])
+    prog = called if called in COMMANDS else COMMANDS[0]
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True, help="the server's base or /metrics URL")
     parser.add_argument("--backend", choices=["auto", *backends.BACKENDS], default="auto")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT")

@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from llm_slo_stack.exporters import backends, catalog
-from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
-from tests.support import engines
+from llm_slo_stack.exporters.catalog import VLLM, SGLang, VLLMLegacy
+from llm_slo_stack.exporters.sidecar import SidecarCollector
+from tests.support import engines, scrape
 from tests.support.engines import mapped
 from tests.support.paths import FIXTURES, ROOT
 
@@ -95,7 +96,15 @@ def test_vllm_writing_both_metric_generations_counts_each_observation_once() -> 
     p = engines.vllm_both_generations()
     # The new inter-token name only: the deprecated one holds the same observations.
     itl = (catalog.INTER_TOKEN_LATENCY, VLLM.ITL, engines.ITL_BOUNDS)
-    expected = vllm_expected(p, (*PHASES, itl), COUNTS)
+    inference = (catalog.REQUEST_INFERENCE, VLLM.INFERENCE, LATENCY)
+    today = (
+        # The current prefix-cache names only: the deprecated ones count the same tokens.
+        (catalog.PREFIX_CACHE_QUERIED, VLLM.PREFIX_CACHE_QUERIES),
+        (catalog.PREFIX_CACHE_HIT, VLLM.PREFIX_CACHE_HITS),
+        (catalog.SPEC_DECODE_DRAFT, VLLM.SPEC_DRAFT_TOKENS),
+        (catalog.SPEC_DECODE_ACCEPTED, VLLM.SPEC_ACCEPTED_TOKENS),
+    )
+    expected = vllm_expected(p, (*PHASES, itl, inference), (*COUNTS, *today))
     # A usage ratio is the mean over engines, from one of its two names.
     expected[key(catalog.KV_CACHE_USAGE.name, model="qwen")] = pytest.approx(0.5)
     expected |= {
@@ -109,10 +118,63 @@ def test_the_v0_engine_counts_each_queued_request_once() -> None:
     p = engines.vllm_v0_engine()
     # The pre-rename inter-token name is the only one this release writes: it is read.
     itl = (catalog.INTER_TOKEN_LATENCY, VLLMLegacy.ITL, engines.ITL_BOUNDS)
+    inference = (catalog.REQUEST_INFERENCE, VLLM.INFERENCE, LATENCY)
     kv = (catalog.KV_CACHE_USAGE, VLLMLegacy.KV_CACHE)
-    expected = vllm_expected(p, (*PHASES, itl), (*COUNTS, kv))
+    expected = vllm_expected(p, (*PHASES, itl, inference), (*COUNTS, kv))
     expected[key(catalog.REQUESTS.name, model="llama", outcome=catalog.OUTCOME_SUCCESS)] = 3
     assert mapped(p.text) == expected
+
+
+@pytest.mark.parametrize("spelling", ["sglang:", "sglang_"])
+def test_sglang_fills_the_series_vllm_does_each_observation_once(spelling: str) -> None:
+    p = engines.sglang_two_schedulers()
+    text = p.spelled("sglang:", spelling)
+    expected = vllm_expected(
+        p,
+        (
+            (catalog.TIME_TO_FIRST_TOKEN, SGLang.TTFT, SGLang.TTFT_BUCKETS),
+            (catalog.INTER_TOKEN_LATENCY, SGLang.ITL, SGLang.ITL_BUCKETS),
+            (catalog.TIME_PER_OUTPUT_TOKEN, SGLang.TPOT, SGLang.ITL_BUCKETS),
+            (catalog.E2E_REQUEST_LATENCY, SGLang.E2E, SGLang.E2E_BUCKETS),
+            (catalog.REQUEST_QUEUE, SGLang.QUEUE, SGLang.QUEUE_BUCKETS),
+        ),
+        (
+            (catalog.PROMPT_TOKENS, SGLang.PROMPT_TOKENS),
+            (catalog.PREFIX_CACHE_QUERIED, SGLang.PROMPT_TOKENS),
+            (catalog.PREFIX_CACHE_HIT, SGLang.CACHED_TOKENS),
+            (catalog.GENERATION_TOKENS, SGLang.GENERATION_TOKENS),
+            (catalog.PREEMPTIONS, SGLang.RETRACTED_REQUESTS),
+            (catalog.REQUESTS_RUNNING, SGLang.RUNNING),
+            (catalog.REQUESTS_WAITING, SGLang.WAITING),
+        ),
+    )
+    expected |= {
+        key(catalog.KV_CACHE_USAGE.name, model="qwen"): pytest.approx(0.4),  # mean of 0.2, 0.6
+        # Five finished, two of them aborted: each request in one class.
+        key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_SUCCESS): 3,
+        key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_ABORTED): 2,
+    }
+    assert mapped(text) == expected
+
+
+def test_a_difference_counter_never_dips_between_scrapes_but_follows_a_restart() -> None:
+    """SGLang counts an abort before its request finishes: for a moment the successes
+    (finished minus aborted) are one fewer, which Prometheus would read as a restart."""
+    collector = SidecarCollector("http://127.0.0.1:9/", backend="sglang")
+    success = key(catalog.REQUESTS.name, model="m", outcome=catalog.OUTCOME_SUCCESS)
+
+    def served(finished: int, aborted: int) -> float:
+        text = (
+            f'{SGLang.REQUESTS}_total{{model_name="m"}} {finished}\n'
+            f'{SGLang.ABORTED}_total{{model_name="m"}} {aborted}\n'
+        )
+        return scrape.samples(collector.families(collector.read(text)))[success]
+
+    assert served(10, 2) == 8
+    assert served(10, 3) == 8  # the abort is counted, its request not finished yet: held
+    assert served(11, 3) == 8
+    assert served(14, 3) == 11
+    assert served(2, 1) == 1  # the server restarted: its counters went down, and so does this
 
 
 TRITON = FIXTURES / "triton_core.metrics"
@@ -222,11 +284,19 @@ def test_tgi_every_series_and_failures_in_their_classes() -> None:
     [
         (lambda: engines.vllm_both_generations().text, "vllm"),
         (lambda: engines.vllm_v0_engine().text, "vllm"),
+        (lambda: engines.sglang_two_schedulers().text, "sglang"),
         (lambda: TRITON.read_text(), "triton"),
         (lambda: (FIXTURES / "triton_vllm.metrics").read_text(), "triton-vllm"),
         (lambda: (FIXTURES / "tgi.metrics").read_text(), "tgi"),
     ],
-    ids=["vllm-0.10.2", "vllm-0.8.5-v0", "triton-core", "triton-vllm", "tgi-3.3.6"],
+    ids=[
+        "vllm-0.10.2",
+        "vllm-0.8.5-v0",
+        "sglang-0.5.23",
+        "triton-core",
+        "triton-vllm",
+        "tgi-3.3.6",
+    ],
 )
 def test_every_input_family_is_mapped_or_listed_unmapped(text: object, backend: str) -> None:
     payload = text()  # type: ignore[operator]

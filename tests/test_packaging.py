@@ -101,7 +101,10 @@ def test_a_missing_extra_is_one_line_that_says_what_to_install(
     assert f"pip install 'llm-slo-stack[{extra}]'" in run.stderr
 
 
-@pytest.mark.parametrize("command", ["llm-gpu-exporter", "llm-vllm-exporter", "llm-slo"])
+@pytest.mark.parametrize(
+    "command",
+    ["llm-gpu-exporter", "llm-serving-exporter", "llm-vllm-exporter", "llm-slo"],
+)
 def test_commands_without_extras_document_themselves(venv: Path, command: str) -> None:
     run = subprocess.run([str(venv / command), "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith(f"usage: {command}")

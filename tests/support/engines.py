@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.exporters.catalog import VLLM, VLLMLegacy
+from llm_slo_stack.exporters.catalog import VLLM, SGLang, VLLMLegacy
 from llm_slo_stack.exporters.sidecar import SidecarCollector
 from tests.support import loopback, scrape
 
@@ -75,6 +75,13 @@ class Payload:
                 family.labels(*labels).observe(value)
         self.observations[name] = observed
 
+    def spelled(self, old: str, new: str) -> str:
+        """The body with every family's prefix `old` written `new` (`sglang:` as `sglang_`)."""
+        return "\n".join(
+            line.replace(old, new) if line.startswith(("# HELP", "# TYPE", old)) else line
+            for line in self.text.split("\n")
+        )
+
     def counter(self, name: str, labelnames: Sequence[str], counts: Mapping[Labels, float]) -> None:
         family = Counter(name, name, list(labelnames), registry=self.registry)
         for labels, count in counts.items():
@@ -93,12 +100,15 @@ class Payload:
 
 
 def vllm_both_generations() -> Payload:
-    """vLLM 0.10.2's V1 engine, two data-parallel engines of model `qwen`.
+    """vLLM 0.10.2's V1 engine, two data-parallel engines of model `qwen`, with the
+    prefix cache and speculative decoding (three draft tokens per step) on.
 
-    vllm/v1/metrics/loggers.py (vllm 0.10.2 wheel): labels `model_name`, `engine`; the
-    deprecated time-per-output-token histogram observes the same inter-token latencies as
-    its successor (record(): both `.observe(itl)`), and the deprecated GPU cache usage
-    gauge is set to the same value as the KV cache usage gauge.
+    vllm/v1/metrics/loggers.py and vllm/v1/spec_decode/metrics.py (vllm 0.10.2 wheel):
+    labels `model_name`, `engine`; the deprecated time-per-output-token histogram
+    observes the same inter-token latencies as its successor (record(): both
+    `.observe(itl)`), the deprecated GPU cache usage gauge is set to the same value as
+    the KV cache usage gauge, and the deprecated `gpu_prefix_cache_*` counters count the
+    same tokens as `prefix_cache_*`.
     """
     p = Payload("vllm 0.10.2, vllm/v1/metrics/loggers.py")
     names = (VLLM.LABEL_MODEL, VLLM.LABEL_ENGINE)
@@ -126,11 +136,19 @@ def vllm_both_generations() -> Payload:
         (VLLMLegacy.PREFIX_CACHE_HITS, {e0: 400, e1: 100}),
         (VLLM.PREFIX_CACHE_QUERIES, {e0: 1000, e1: 500}),
         (VLLM.PREFIX_CACHE_HITS, {e0: 400, e1: 100}),
+        (VLLM.SPEC_DRAFTS, {e0: 40, e1: 10}),
+        (VLLM.SPEC_DRAFT_TOKENS, {e0: 120, e1: 30}),
+        (VLLM.SPEC_ACCEPTED_TOKENS, {e0: 90, e1: 12}),
         (VLLM.PREEMPTIONS, {e0: 2, e1: 1}),
         (VLLM.PROMPT_TOKENS, {e0: 900, e1: 300}),
         (VLLM.GENERATION_TOKENS, {e0: 120, e1: 40}),
     ):
         p.counter(name, names, counts)
+    p.counter(
+        VLLM.SPEC_ACCEPTED_PER_POSITION,
+        (*names, VLLM.LABEL_POSITION),
+        {(*e0, "0"): 40, (*e0, "1"): 30, (*e0, "2"): 20, (*e1, "0"): 8, (*e1, "1"): 4},
+    )
     p.counter(
         VLLM.REQUEST_SUCCESS,
         (*names, VLLM.LABEL_FINISHED),
@@ -173,4 +191,68 @@ def vllm_v0_engine() -> Payload:
     p.counter(
         VLLM.REQUEST_SUCCESS, (*names, VLLM.LABEL_FINISHED), {(*m, "stop"): 2, (*m, "length"): 1}
     )
+    return p
+
+
+def sglang_two_schedulers() -> Payload:
+    """SGLang 0.5.23 serving `qwen` with two data-parallel schedulers.
+
+    sglang/srt/observability/metrics_collector.py (sglang 0.5.23 wheel): the tokenizer's
+    request families (labels `model_name`, `engine_type`, some `is_streaming`) and the
+    schedulers' basics, token usage, retractions and queue time (also `tp_rank`,
+    `pp_rank`, `moe_ep_rank`, `dp_rank`), with their default buckets. Every finished
+    request counts in `num_requests_total`, an aborted one too (tokenizer_manager.py).
+    The scheduler's disaggregation, hierarchical-cache, LoRA and storage families are
+    not in this payload.
+    """
+    p = Payload("sglang 0.5.23, sglang/srt/observability/metrics_collector.py")
+    tok = (SGLang.LABEL_MODEL, "engine_type")
+    streamed = (*tok, "is_streaming")
+    sched = (*tok, "tp_rank", "pp_rank", "moe_ep_rank", "dp_rank")
+    t: Labels = ("qwen", "unified")
+    yes: Labels = (*t, "true")
+    no: Labels = (*t, "false")
+    d0: Labels = (*t, "0", "0", "0", "0")
+    d1: Labels = (*t, "0", "0", "0", "1")
+    p.histogram(SGLang.TTFT, streamed, SGLang.TTFT_BUCKETS, {yes: [0.15, 0.5, 2.5], no: [1.5]})
+    p.histogram(SGLang.ITL, tok, SGLang.ITL_BUCKETS, {t: [0.009, 0.012, 0.03, 0.5, 0.011]})
+    p.histogram(SGLang.TPOT, streamed, SGLang.ITL_BUCKETS, {yes: [0.012, 0.02], no: [0.05]})
+    p.histogram(SGLang.E2E, streamed, SGLang.E2E_BUCKETS, {yes: [1.2, 3.5, 30.0], no: [4.0]})
+    p.histogram(SGLang.QUEUE, sched, SGLang.QUEUE_BUCKETS, {d0: [0.0, 0.3], d1: [1.5, 12.0]})
+    for name, labelnames, counts in (
+        (SGLang.PROMPT_TOKENS, streamed, {yes: 3000, no: 800}),
+        (SGLang.GENERATION_TOKENS, streamed, {yes: 400, no: 120}),
+        (SGLang.CACHED_TOKENS, (*tok, "cache_source"), {(*t, "device"): 1200, (*t, "host"): 300}),
+        # Five finished, two of them aborted.
+        (SGLang.REQUESTS, streamed, {yes: 4, no: 1}),
+        (SGLang.ABORTED, tok, {t: 2}),
+        (SGLang.STRUCTURED_REQUESTS, tok, {t: 1}),
+        (SGLang.SPEC_VERIFY_CALLS, tok, {t: 0}),
+        (SGLang.RETRACTED_REQUESTS, sched, {d0: 2, d1: 1}),
+    ):
+        p.counter(name, labelnames, counts)
+    for name, levels in (
+        (SGLang.RUNNING, {d0: 3, d1: 5}),
+        (SGLang.WAITING, {d0: 1, d1: 0}),
+        (SGLang.TOKEN_USAGE, {d0: 0.2, d1: 0.6}),
+        (SGLang.GRAMMAR_QUEUE, {d0: 0, d1: 0}),
+        (SGLang.GEN_THROUGHPUT, {d0: 812.5, d1: 640.0}),
+        (SGLang.CACHE_HIT_RATE, {d0: 0.4, d1: 0.3}),
+        (SGLang.SPEC_ACCEPT_RATE, {d0: 0.0, d1: 0.0}),
+        (SGLang.SPEC_ACCEPT_LENGTH, {d0: 0.0, d1: 0.0}),
+        (SGLang.RETRACTED_NOW, {d0: 0, d1: 1}),
+    ):
+        p.gauge(name, sched, levels)
+    p.gauge(SGLang.STARTUP, (*tok, "phase"), {(*t, "load_weight"): 21.5})
+    p.gauge(SGLang.STARTUP_CUDA_GRAPH, (*tok, "phase"), {(*t, "capture"): 8.0})
+    # Token-length histograms (unmapped), with the first of their 35 default bounds.
+    tokens = (100, 300, 500, 700, 1000, 1500, 2000, 3000, 4000)
+    lengths: tuple[tuple[str, list[float]], ...] = (
+        (SGLang.PROMPT_TOKENS_HISTOGRAM, [800, 1200, 1000, 600, 200]),
+        (SGLang.UNCACHED_PROMPT_TOKENS_HISTOGRAM, [300, 900, 800, 500, 0]),
+        (SGLang.GENERATION_TOKENS_HISTOGRAM, [100, 150, 120, 90, 60]),
+    )
+    for name, observed in lengths:
+        p.histogram(name, tok, tokens, {t: observed})
+    p.histogram(SGLang.GET_LOADS, tok, (0.0001, 0.001, 0.01, 0.1, 1.0), {t: [0.0004]})
     return p
