@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -252,6 +253,8 @@ class DcgmCollector:
                     families.add(metric, [*key, *extra], value * scale)
                 elif name in (DCGM.FB_FREE, DCGM.FB_RESERVED):
                     memory[key][name] = value
+                elif not math.isfinite(value):
+                    continue  # a bit mask or an XID code that is not a number says nothing
                 elif name in (DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE):
                     for bit, reason in catalog.GPU_CLOCK_EVENT_REASONS.items():
                         families.add(

@@ -3,10 +3,17 @@
 prometheus_client's own server gzips every answer at level 9 when the scraper accepts
 gzip, which Prometheus always does: 25 ms for a 700 kB answer on this machine, a tenth
 of the sidecar's budget. Level 1 takes 1.5 ms and compresses text nearly as well.
+
+The listen side is bounded too: a connection that sends nothing for IDLE_TIMEOUT
+seconds is closed (a kept-alive scraper reconnects), and past MAX_CONNECTIONS open at
+once a new one is answered 503 and closed, so idle or hostile clients cannot pile up
+threads. The scraper's announced timeout (X-Prometheus-Scrape-Timeout-Seconds) is
+handed to the upstream fetch of that scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import sys
@@ -18,20 +25,66 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from llm_slo_stack.exporters.upstream import scrape_timeout
+
 GZIP_LEVEL = 1
+IDLE_TIMEOUT = 30.0  # seconds; Prometheus scrapes at most every few seconds, so 30 is idle
+MAX_CONNECTIONS = 32
+BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """One thread per scrape, so a slow upstream never blocks another scraper."""
+    """One thread per connection, so a slow upstream never blocks another scraper; at
+    most `max_connections` at once."""
 
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._open = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._open.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._open.release()
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT  # per socket read: an idle or trickling client is dropped
+
     def log_message(self, format: str, *args: Any) -> None:  # the base class names it format
         pass
+
+
+def announced_timeout(app: WSGIApp) -> WSGIApp:
+    """Wrap a WSGI app so that the scrape it answers knows the scraper's timeout."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            seconds: float | None = float(environ["HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"])
+        except (KeyError, ValueError):
+            seconds = None
+        if seconds is not None and not 0 < seconds < float("inf"):
+            seconds = None
+        token = scrape_timeout.set(seconds)
+        try:
+            return app(environ, start_response)
+        finally:
+            scrape_timeout.reset(token)
+
+    return wrapped
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -64,12 +117,23 @@ def gzip_fast(app: WSGIApp) -> WSGIApp:
     return wrapped
 
 
-def serve(registry: CollectorRegistry, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+def serve(
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    max_connections: int = MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> tuple[WSGIServer, threading.Thread]:
     """Serve `registry` at http://host:port/metrics in a background thread."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    server_class = type("Server", (_ThreadingServer,), {"address_family": family})
-    app = gzip_fast(make_wsgi_app(registry, disable_compression=True))
-    server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    server_class = type(
+        "Server",
+        (_ThreadingServer,),
+        {"address_family": family, "max_connections": max_connections},
+    )
+    app = gzip_fast(announced_timeout(make_wsgi_app(registry, disable_compression=True)))
+    handler = type("Handler", (_QuietHandler,), {"timeout": idle_timeout})
+    server: WSGIServer = make_server(host, port, app, server_class, handler_class=handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread

@@ -32,7 +32,7 @@ from llm_slo_stack.exporters import backends, catalog, serving, textformat
 from llm_slo_stack.exporters.backends import Backend, Rule
 from llm_slo_stack.exporters.cardinality import LabelCap
 from llm_slo_stack.exporters.health import Health
-from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream, metrics_url
+from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream
 
 DEFAULT_MAX_MODELS = 64
 DEFAULT_LISTEN = "127.0.0.1:9400"
@@ -94,8 +94,9 @@ class SidecarCollector:
         max_models: int = DEFAULT_MAX_MODELS,
         model: str = "default",
         keep_engine: bool = False,
+        bearer_token_file: str | None = None,
     ) -> None:
-        self.upstream = Upstream(target, timeout)
+        self.upstream = Upstream(target, timeout, bearer_token_file=bearer_token_file)
         self.backend = None if backend == "auto" else backends.BACKENDS[backend]
         self.model = model
         self.keep_engine = keep_engine
@@ -139,6 +140,7 @@ class SidecarCollector:
         wanted = self._wanted[backend.name]
         slots = self._slots[backend.name]
         snapshot, superseded = Snapshot(), Snapshot()
+        seen: set[str] = set()
         found = False
         try:
             for line in text.split("\n"):
@@ -157,6 +159,11 @@ class SidecarCollector:
                     value = float(line[cut + 1 :])
                 if not group:
                     continue
+                if prefix in seen:
+                    # The format allows a series once: which of two values is true is
+                    # unknowable, so the payload is bad rather than summed or guessed.
+                    raise ValueError(f"series written twice: {prefix}")
+                seen.add(prefix)
                 found = True
                 for slot in group:
                     into = superseded if slot.superseded else snapshot
@@ -307,11 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     called = os.path.basename(sys.argv[0])
     prog = called if called in COMMANDS else COMMANDS[0]
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--target", required=True, help="the server's base or /metrics URL")
+    parser.add_argument(
+        "--target",
+        required=True,
+        help="the server's base or /metrics URL; user:password@ in it is sent as basic auth",
+    )
+    parser.add_argument(
+        "--bearer-token-file", metavar="PATH", help="send the token in PATH (read each scrape)"
+    )
     parser.add_argument("--backend", choices=["auto", *backends.BACKENDS], default="auto")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT")
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per upstream scrape"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds for the whole upstream answer (less if Prometheus' scrape timeout is less)",
     )
     parser.add_argument(
         "--max-models", type=int, default=DEFAULT_MAX_MODELS, help="cap on model label values"
@@ -321,10 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-engine-label", action="store_true", help="keep vLLM's engine label")
     args = parser.parse_args(argv)
-    collector = SidecarCollector(
-        args.target, args.backend, args.timeout, args.max_models, args.model, args.keep_engine_label
-    )
-    return serving.run(collector, args.listen, parser.prog, metrics_url(args.target))
+    try:
+        collector = SidecarCollector(
+            args.target, args.backend, args.timeout, args.max_models, args.model,
+            args.keep_engine_label, args.bearer_token_file,
+        )  # fmt: skip
+    except (ValueError, OSError) as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 2
+    return serving.run(collector, args.listen, parser.prog, collector.upstream.url)
 
 
 if __name__ == "__main__":

@@ -116,11 +116,11 @@ def wait_until_up(url: str, process: subprocess.Popen[Any], seconds: float = 30)
 
 
 @contextmanager
-def exporter(collector: object) -> Iterator[str]:
+def exporter(collector: object, **options: Any) -> Iterator[str]:
     """Serve a collector's registry over HTTP, as the exporter's CLI does; yields the URL."""
     registry = CollectorRegistry()
     registry.register(collector)  # type: ignore[arg-type]
-    server, thread = serving.serve(registry, HOST, 0)
+    server, thread = serving.serve(registry, HOST, 0, **options)
     try:
         yield f"http://{HOST}:{server.server_port}/metrics"
     finally:

@@ -12,7 +12,11 @@ Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def scrape(url: str) -> Series:
-    text = requests.get(url, timeout=10).text
+    return samples_of(requests.get(url, timeout=10).text)
+
+
+def samples_of(text: str) -> Series:
+    """A /metrics body as {(name, labels): value}."""
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
