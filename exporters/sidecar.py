@@ -61,7 +61,10 @@ class _Slot:
 
 
 Slots = tuple[_Slot, ...]  # where one line's value goes; empty for a line not mapped
-SLOT_LIMIT = 500_000  # lines remembered, about 100 MB at most; beyond, parsed each time
+# Lines remembered, bounded in bytes (a label set can be long); beyond, parsed each time.
+SLOT_BYTES = 64 * 1024 * 1024
+LINE_OVERHEAD = 120  # bytes of a remembered line besides its text: the dict entry, the tuple
+SLOT_OVERHEAD = 170  # bytes of one _Slot (sys.getsizeof of the object and its key tuple)
 
 
 @dataclass
@@ -107,6 +110,7 @@ class SidecarCollector:
         )
         self._lock = threading.Lock()
         self._slots: dict[str, dict[str, Slots]] = {name: {} for name in backends.BACKENDS}
+        self._slot_bytes = dict.fromkeys(backends.BACKENDS, 0)
         self._models = LabelCap(max_models)
         self._overflow = 0.0
         # Per counter series: (the sum of its positive sources, the value served) last time.
@@ -153,8 +157,11 @@ class SidecarCollector:
                     group, value = self._slots_of(line, backend, wanted)
                     # Only a line whose value is its last token may be remembered by its
                     # prefix: a timestamp would otherwise be read as the value.
-                    if len(slots) < SLOT_LIMIT and (prefix.endswith("}") or " " not in prefix):
-                        slots[prefix] = group
+                    if prefix.endswith("}") or " " not in prefix:
+                        size = len(prefix) + LINE_OVERHEAD + SLOT_OVERHEAD * len(group)
+                        if self._slot_bytes[backend.name] + size <= SLOT_BYTES:
+                            slots[prefix] = group
+                            self._slot_bytes[backend.name] += size
                 else:
                     value = float(line[cut + 1 :])
                 if not group:

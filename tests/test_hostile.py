@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from llm_slo_stack.exporters import catalog
+from llm_slo_stack.exporters import catalog, sidecar
 from llm_slo_stack.exporters.catalog import DCGM, VLLM
 from llm_slo_stack.exporters.gpu import DcgmCollector
 from llm_slo_stack.exporters.sidecar import SidecarCollector
@@ -238,3 +238,20 @@ def test_connections_past_the_cap_are_answered_503_and_closed() -> None:
             sock.close()
         time.sleep(0.3)  # the held connections' threads end, their places free up
         assert requests.get(url, timeout=5).status_code == 200
+
+
+def test_the_line_cache_is_bounded_in_bytes_and_lines_past_it_still_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sidecar, "SLOT_BYTES", 20_000)
+    collector = SidecarCollector("http://127.0.0.1:9/", max_models=1000)
+    pad = "x" * 300  # long label values: a line count would not bound the bytes
+    body = "".join(
+        f'{VLLM.RUNNING}{{engine="{i}",model_name="m",pad="{pad}"}} 1\n' for i in range(400)
+    )
+    for _ in range(2):  # the second time, remembered lines and parsed ones together
+        got = scrape.samples(collector.families(collector.read(body)))
+        assert got[(catalog.REQUESTS_RUNNING.name, frozenset({(catalog.MODEL, "m")}))] == 400
+    remembered = collector._slots["vllm"]
+    assert 0 < len(remembered) < 400
+    assert sum(len(p) for p in remembered) <= sidecar.SLOT_BYTES
