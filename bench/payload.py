@@ -38,4 +38,6 @@ def _engine_payload(model: str, engine: str, rng: random.Random) -> str:
             histogram.observe(rng.expovariate(2))
         metrics.finished("stop")
     text = generate_latest(metrics.registry).decode()
+    if engine != "0":  # a series without an engine label is the model's, written once
+        text = "".join(line for line in text.splitlines(True) if 'engine="' in line)
     return text.replace('engine="0"', f'engine="{engine}"')
