@@ -260,6 +260,7 @@ ALERT_SLI_ABSENT = "LLMSLIDataAbsent"
 ALERT_GPU_MEMORY_FULL = "LLMGPUMemoryNearlyFull"
 ALERT_GPU_THROTTLED = "LLMGPUThrottled"
 ALERT_GPU_XID = "LLMGPUXidError"
+ALERT_GPU_DOWN = "LLMGPUDown"
 ALERT_GPU_MEMORY_LEAK = "LLMGPUProcessMemoryLeak"
 ALERT_GPU_IDLE_WAITING = "LLMGPUIdleWhileRequestsWait"
 ALERT_GPU_SATURATED = "LLMGPUSaturatedQueueGrowing"
@@ -590,6 +591,7 @@ KIND = "kind"
 PID = "pid"
 XID = "xid"
 SOURCE = "source"
+METRIC = "metric"
 
 
 def _gpu(name: str, kind: str, unit: str, doc: str, *extra: str) -> Metric:
@@ -641,6 +643,12 @@ GPU_PROCESS_MEMORY = _gpu(
 GPU_XID_ERRORS = _gpu(
     "llm_gpu_xid_errors_total", COUNTER, "errors", "Critical XID errors by code.", XID
 )
+GPU_XID_EVENTS = _gpu(
+    "llm_gpu_xid_events_total", COUNTER, "events",
+    "Critical XID events on the GPU, every code together. Written at 0 from the first "
+    "scrape, so that the first event shows in increase(); the code is in "
+    "llm_gpu_xid_errors_total.",
+)  # fmt: skip
 GPU_SM_ACTIVE = _gpu(
     "llm_gpu_sm_active_ratio",
     GAUGE,
@@ -679,9 +687,14 @@ GPU_METRICS = (
     GPU_UP, GPU_UTILIZATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_POWER, GPU_POWER_LIMIT,
     GPU_ENERGY, GPU_TEMPERATURE, GPU_SM_CLOCK, GPU_MEMORY_CLOCK, GPU_CLOCKS_EVENT,
     GPU_ECC_ERRORS, GPU_REMAPPED_ROWS, GPU_PCIE_REPLAYS, GPU_PROCESS_MEMORY, GPU_XID_ERRORS,
-    GPU_SM_ACTIVE, GPU_TENSOR_ACTIVE, GPU_DRAM_ACTIVE, GPU_ENGINE_ACTIVE,
+    GPU_XID_EVENTS, GPU_SM_ACTIVE, GPU_TENSOR_ACTIVE, GPU_DRAM_ACTIVE, GPU_ENGINE_ACTIVE,
 )  # fmt: skip
-GPU_EXPORTER_METRICS = (GPU_EXPORTER_SOURCE_UP, GPU_EXPORTER_ERRORS)
+GPU_EXPORTER_MISSING = Metric(
+    "llm_gpu_exporter_metric_missing", GAUGE, "bool",
+    "1 for each GPU metric the source gave for no GPU at the last scrape (for "
+    "dcgm-exporter: a field missing from its counters file).", (METRIC,),
+)  # fmt: skip
+GPU_EXPORTER_METRICS = (GPU_EXPORTER_SOURCE_UP, GPU_EXPORTER_ERRORS, GPU_EXPORTER_MISSING)
 # NVML's clocks-event reason bits (nvmlClocksEventReason*), by the names we label them.
 GPU_CLOCK_EVENT_REASONS = MappingProxyType(
     {
@@ -725,12 +738,18 @@ class DCGM:
     ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
     LABEL_GPU = "gpu"
     LABEL_UUID = "UUID"
+    LABEL_UUID_OLD = "uuid"  # --use-old-namespace (dcgm-exporter d5e5f51, gpu_collector.go)
     LABEL_MODEL = "modelName"
-    # dcgm-exporter label -> ours, passed through so GPU series join serving series.
+    LABEL_MIG_INSTANCE = "GPU_I_ID"
+    # dcgm-exporter label -> ours, passed through so GPU series join serving series. With
+    # --use-old-namespace the pod labels are pod_name, pod_namespace and container_name
+    # (d5e5f51, internal/pkg/transformation/const.go).
     PASSTHROUGH = MappingProxyType(
         {
             "Hostname": "hostname", "hostname": "hostname", "pod": POD, "namespace": NAMESPACE,
-            "container": "container", "GPU_I_PROFILE": "mig_profile", "GPU_I_ID": "mig_instance",
+            "container": "container", "pod_name": POD, "pod_namespace": NAMESPACE,
+            "container_name": "container", "GPU_I_PROFILE": "mig_profile",
+            LABEL_MIG_INSTANCE: "mig_instance",
         }
     )  # fmt: skip
 

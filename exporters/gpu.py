@@ -60,6 +60,20 @@ class Families:
     def __iter__(self) -> Iterator[Metric]:
         return iter(self.families[name] for name in sorted(self.families))
 
+    def missing(self, given: set[str]) -> list[str]:
+        """Our GPU metrics with no series this scrape, but those in `given` (a source
+        that gives a metric may have nothing to say yet: no XID, no process)."""
+        have = set(self.families) | given
+        return [m.name for m in catalog.GPU_METRICS if m.name not in have]
+
+
+def missing_family(names: list[str]) -> GaugeMetricFamily:
+    metric = catalog.GPU_EXPORTER_MISSING
+    family = GaugeMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+    for name in names:
+        family.add_metric([name], 1)
+    return family
+
 
 def _health(source: str) -> Health:
     """The source-up gauge and the error counter, the same for both collectors."""
@@ -98,6 +112,10 @@ class NvmlCollector:
         self.ready = False
         self.identities: dict[int, list[str]] = {}  # index -> labels, kept for a GPU that is lost
         self.xids: dict[tuple[str, ...], float] = defaultdict(float)
+        self.xid_events: dict[tuple[str, ...], float] = defaultdict(float)  # per GPU
+        self.watching_xids = False
+        self.missing: list[str] = []
+        self._processes_given = False
 
     def start(self) -> bool:
         """Start NVML and watch for XID events; False (counted) while there is no driver."""
@@ -111,6 +129,7 @@ class NvmlCollector:
         try:
             self.nvml.device_count()
             self.nvml.watch_xids()
+            self.watching_xids = True
         except NvmlError:
             pass  # XID events are not supported everywhere; the rest still works
         self.ready = True
@@ -125,12 +144,21 @@ class NvmlCollector:
             except NvmlError:
                 self.health.count(catalog.GPU_NVML_ERROR)
                 self.ready, count, up = False, 0, False
+            self._processes_given = False
             for index in range(count):
                 self._device(index, families)
             self._drain_xids()
             for key, total in sorted(self.xids.items()):
                 families.add(catalog.GPU_XID_ERRORS, list(key), total)
+            if self.watching_xids:
+                for labels in self.identities.values():
+                    families.add(catalog.GPU_XID_EVENTS, labels, self.xid_events[tuple(labels)])
+            given = {catalog.GPU_PROCESS_MEMORY.name} if self._processes_given else set()
+            if self.watching_xids:
+                given.add(catalog.GPU_XID_ERRORS.name)
+            self.missing = families.missing(given)
         yield from self.health.families(up)
+        yield missing_family(self.missing)
         yield from families
 
     def _device(self, index: int, families: Families) -> None:
@@ -178,8 +206,11 @@ class NvmlCollector:
         if reasons is not None:
             for bit, reason in catalog.GPU_CLOCK_EVENT_REASONS.items():
                 yield catalog.GPU_CLOCKS_EVENT, [reason], 1 if int(reasons) & bit else 0
-        processes = self._attempt(partial(self.nvml.processes, index)) or []
-        for used, pid in sorted(((u, p) for p, u in processes), reverse=True)[: self.top_processes]:
+        processes = self._attempt(partial(self.nvml.processes, index))
+        self._processes_given |= processes is not None
+        for used, pid in sorted(((u, p) for p, u in processes or []), reverse=True)[
+            : self.top_processes
+        ]:
             yield catalog.GPU_PROCESS_MEMORY, [str(pid)], float(used)
 
     def _drain_xids(self) -> None:
@@ -194,6 +225,7 @@ class NvmlCollector:
                 return
             labels = self.identities.get(event.index, ["", "", ""])
             self.xids[(*labels, str(event.code))] += 1
+            self.xid_events[tuple(labels)] += 1
 
 
 class DcgmCollector:
@@ -224,11 +256,28 @@ class DcgmCollector:
         {*FIELDS, DCGM.FB_FREE, DCGM.FB_RESERVED, DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE, DCGM.XID}
     )
 
+    # What gives each of our metrics, for saying which ones the source's counters lack.
+    GIVEN_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        **{metric.name: () for metric in catalog.GPU_METRICS},
+        catalog.GPU_UP.name: tuple(WANTED),
+        catalog.GPU_MEMORY_TOTAL.name: (DCGM.FB_FREE,),
+        catalog.GPU_CLOCKS_EVENT.name: (DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE),
+        catalog.GPU_XID_ERRORS.name: (DCGM.XID,),
+        catalog.GPU_XID_EVENTS.name: (DCGM.XID,),
+    }
+    for _field, (_metric, _scale, _extra) in FIELDS.items():
+        GIVEN_BY[_metric.name] = (*GIVEN_BY[_metric.name], _field)
+
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.upstream = Upstream(url, timeout)
         self.health = _health(DCGM_SOURCE)
         self.last_xid: dict[tuple[str, ...], float] = {}
         self.xids: dict[tuple[str, ...], float] = defaultdict(float)
+        self.xid_events: dict[tuple[str, ...], float] = defaultdict(float)
+        # GPU (or MIG slice) identity -> its labels when last seen: one that disappears
+        # from dcgm-exporter's answer is served as down, not left out.
+        self.known: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.missing: list[str] = []
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -238,16 +287,20 @@ class DcgmCollector:
             yield from self.health.families(False)
             return
         yield from self.health.families(True)
+        yield missing_family(self.missing)
         yield from families
 
     def read(self, text: str) -> Families:
         families = Families(self.EXTRA_LABELS)
         memory: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
         seen: set[tuple[str, ...]] = set()
+        fields: set[str] = set()
+        xid_keys: set[tuple[str, ...]] = set()
         try:
             for name, labels, value in textformat.samples(text, self.WANTED):
                 key = self._labels(labels)
                 seen.add(key)
+                fields.add(name)
                 if name in self.FIELDS:
                     metric, scale, extra = self.FIELDS[name]
                     families.add(metric, [*key, *extra], value * scale)
@@ -261,6 +314,7 @@ class DcgmCollector:
                             catalog.GPU_CLOCKS_EVENT, [*key, reason], 1 if int(value) & bit else 0
                         )
                 elif name == DCGM.XID:
+                    xid_keys.add(key)
                     self._xid(key, value)
                 if name == DCGM.FB_USED:
                     memory[key][name] = value
@@ -268,16 +322,24 @@ class DcgmCollector:
             raise ScrapeError("bad_payload", str(error)) from None
         if not seen:
             raise ScrapeError("bad_payload", "no DCGM_FI_* field in the payload")
-        for key, fields in memory.items():
-            if DCGM.FB_USED in fields and DCGM.FB_FREE in fields:
+        for key, given in memory.items():
+            if DCGM.FB_USED in given and DCGM.FB_FREE in given:
                 total = sum(
-                    fields.get(f, 0.0) for f in (DCGM.FB_USED, DCGM.FB_FREE, DCGM.FB_RESERVED)
+                    given.get(f, 0.0) for f in (DCGM.FB_USED, DCGM.FB_FREE, DCGM.FB_RESERVED)
                 )
                 families.add(catalog.GPU_MEMORY_TOTAL, list(key), total * MIB)
         for key in sorted(seen):
-            families.add(catalog.GPU_UP, list(key), 1)
+            self.known[self._identity(key)] = key
+        present = {self._identity(key) for key in seen}
+        for identity, key in sorted(self.known.items()):
+            families.add(catalog.GPU_UP, list(key), 1 if identity in present else 0)
         for key, count in sorted(self.xids.items()):
             families.add(catalog.GPU_XID_ERRORS, list(key), count)
+        for key in sorted(xid_keys):
+            families.add(catalog.GPU_XID_EVENTS, list(key), self.xid_events[key])
+        self.missing = [
+            name for name, sources in self.GIVEN_BY.items() if not fields.intersection(sources)
+        ]
         return families
 
     def _labels(self, labels: dict[str, str]) -> tuple[str, ...]:
@@ -287,15 +349,28 @@ class DcgmCollector:
                 ours[name] = labels[theirs]
         identity = (
             labels.get(DCGM.LABEL_GPU, ""),
-            labels.get(DCGM.LABEL_UUID, ""),
+            labels.get(DCGM.LABEL_UUID) or labels.get(DCGM.LABEL_UUID_OLD, ""),
             labels.get(DCGM.LABEL_MODEL, ""),
         )
         return (*identity, *ours.values())
 
+    def _identity(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """A GPU or MIG slice whatever pod uses it: index, uuid and MIG instance."""
+        return (key[0], key[1], key[len(catalog.GPU_LABELS) + self._mig_at])
+
+    _mig_at = EXTRA_LABELS.index(DCGM.PASSTHROUGH[DCGM.LABEL_MIG_INSTANCE])
+
     def _xid(self, key: tuple[str, ...], value: float) -> None:
-        """dcgm-exporter shows the last XID code as a gauge: count each change to a code."""
-        if value and value != self.last_xid.get(key):
+        """dcgm-exporter shows the last XID code as a gauge: count each change to a code.
+
+        The value at the first sight of a GPU is where counting starts, not an event: after
+        this exporter restarts, the code still shown is one counted before (or one that
+        happened while nobody watched). A dcgm-exporter restart shows 0 until the next XID.
+        """
+        last = self.last_xid.get(key)
+        if last is not None and value and value != last:
             self.xids[(*key, str(int(value)))] += 1
+            self.xid_events[key] += 1
         self.last_xid[key] = value
 
 
@@ -319,7 +394,22 @@ def main(argv: list[str] | None = None) -> int:
     if source == "auto":  # NVML if a driver answers now, else dcgm-exporter
         source = NVML if nvml.start() else DCGM_SOURCE
     collector = nvml if source == NVML else DcgmCollector(args.dcgm_url, args.timeout)
+    announce_missing(collector, parser.prog)
     return serving.run(collector, args.listen, parser.prog, source)
+
+
+def announce_missing(collector: NvmlCollector | DcgmCollector, program: str) -> None:
+    """Scrape once at start and say which of our GPU metrics the source cannot give."""
+    list(collector.collect())
+    if not collector.missing:
+        return
+    if isinstance(collector, DcgmCollector):
+        given_by = DcgmCollector.GIVEN_BY
+        named = [f"{n} ({', '.join(given_by[n]) or 'no DCGM field'})" for n in collector.missing]
+        hint = "; add the fields to dcgm-exporter's counters file (compose/dcgm-counters.csv)"
+    else:
+        named, hint = list(collector.missing), " (not supported by this GPU or driver)"
+    print(f"{program}: the source gives none of: {', '.join(named)}{hint}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -74,15 +74,28 @@ ALERTS = (
         "The reason label says why (power cap, thermal, hardware slowdown).",
         "throttled",
     ),
+    # On the per-GPU total, written at 0 from the exporter's first scrape: a code's own
+    # series is born at 1 with its first event, where increase() sees nothing.
     GpuAlert(
         m.ALERT_GPU_XID,
-        f"increase({m.GPU_XID_ERRORS.name}[10m]) > 0",
+        f"increase({m.GPU_XID_EVENTS.name}[10m]) > 0",
         "0m",
         "page",
         "critical XID error on a GPU",
-        "The driver reported a critical XID (the xid label has the code: 79 fell off the bus, "
-        "48 double-bit ECC, 94/95 contained/uncontained ECC). The engine on it is likely failing.",
+        f"The driver reported a critical XID ({m.GPU_XID_ERRORS.name} has the code: 79 fell off "
+        "the bus, 48 double-bit ECC, 94/95 contained/uncontained ECC). The engine on it is "
+        "likely failing.",
         "xid-error",
+    ),
+    GpuAlert(
+        m.ALERT_GPU_DOWN,
+        f"{m.GPU_UP.name} == 0",
+        "2m",
+        "page",
+        "a GPU is lost or no longer reported",
+        "NVML says the GPU is lost (it fell off the bus) or dcgm-exporter stopped reporting it "
+        "for 2 minutes: the engine on it is down or failing.",
+        "gpu-down",
     ),
     GpuAlert(
         m.ALERT_GPU_MEMORY_LEAK,
@@ -135,7 +148,7 @@ def _labels(index: str) -> dict[str, str]:
     return {m.GPU: index, m.UUID: f"GPU-{index}", m.GPU_NAME: "H100"}
 
 
-def _check(
+def expect(
     alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base: str
 ) -> dict[str, Any]:
     expected = [
@@ -170,8 +183,8 @@ def _pod_case(
         "name": name,
         "input_series": series,
         "alert_rule_test": [
-            _check(alert, at[0], [], runbook_base),
-            _check(alert, at[1], [{m.NAMESPACE: "llm", m.POD: pods[0]}], runbook_base),
+            expect(alert, at[0], [], runbook_base),
+            expect(alert, at[1], [{m.NAMESPACE: "llm", m.POD: pods[0]}], runbook_base),
         ],
     }
 
@@ -191,8 +204,8 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
                 {"series": _series(m.GPU_MEMORY_TOTAL, "1"), "values": f"{100 * gib}x20"},
             ],
             "alert_rule_test": [
-                _check(a[m.ALERT_GPU_MEMORY_FULL], "4m", [], runbook_base),
-                _check(a[m.ALERT_GPU_MEMORY_FULL], "6m", [_labels("0")], runbook_base),
+                expect(a[m.ALERT_GPU_MEMORY_FULL], "4m", [], runbook_base),
+                expect(a[m.ALERT_GPU_MEMORY_FULL], "6m", [_labels("0")], runbook_base),
             ],
         },
         {
@@ -208,8 +221,8 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
                 },
             ],
             "alert_rule_test": [
-                _check(a[m.ALERT_GPU_THROTTLED], "9m", [], runbook_base),
-                _check(
+                expect(a[m.ALERT_GPU_THROTTLED], "9m", [], runbook_base),
+                expect(
                     a[m.ALERT_GPU_THROTTLED],
                     "11m",
                     [{**_labels("0"), m.REASON: "hw_thermal_slowdown"}],
@@ -218,17 +231,26 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
             ],
         },
         {
-            "name": "an XID 79 at minute 5 pages at once and clears after its 10m window",
+            "name": "an XID at minute 5 pages at once and clears after its 10m window",
             "input_series": [
-                {
-                    "series": _series(m.GPU_XID_ERRORS, "0", xid="79"),
-                    "values": "0x5 1x20",
-                },
+                {"series": _series(m.GPU_XID_EVENTS, "0"), "values": "0x5 1x20"},
+                {"series": _series(m.GPU_XID_EVENTS, "1"), "values": "0x25"},
             ],
             "alert_rule_test": [
-                _check(a[m.ALERT_GPU_XID], "4m", [], runbook_base),
-                _check(a[m.ALERT_GPU_XID], "6m", [{**_labels("0"), m.XID: "79"}], runbook_base),
-                _check(a[m.ALERT_GPU_XID], "17m", [], runbook_base),
+                expect(a[m.ALERT_GPU_XID], "4m", [], runbook_base),
+                expect(a[m.ALERT_GPU_XID], "6m", [_labels("0")], runbook_base),
+                expect(a[m.ALERT_GPU_XID], "17m", [], runbook_base),
+            ],
+        },
+        {
+            "name": "a GPU down from minute 5 pages after 2m; a GPU that stays up never does",
+            "input_series": [
+                {"series": _series(m.GPU_UP, "0"), "values": "1x4 0x10"},
+                {"series": _series(m.GPU_UP, "1"), "values": "1x14"},
+            ],
+            "alert_rule_test": [
+                expect(a[m.ALERT_GPU_DOWN], "6m", [], runbook_base),
+                expect(a[m.ALERT_GPU_DOWN], "8m", [_labels("0")], runbook_base),
             ],
         },
         {  # pid 1 grows 64 MiB a minute for 90 minutes; pid 2 grows then frees (a cache).
@@ -254,8 +276,8 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
                 },
             ],
             "alert_rule_test": [
-                _check(a[m.ALERT_GPU_MEMORY_LEAK], "40m", [], runbook_base),
-                _check(
+                expect(a[m.ALERT_GPU_MEMORY_LEAK], "40m", [], runbook_base),
+                expect(
                     a[m.ALERT_GPU_MEMORY_LEAK],
                     "85m",
                     [{**_labels("0"), m.PID: "1"}],

@@ -12,6 +12,7 @@ import pytest
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters import nvml as nvml_module
+from llm_slo_stack.exporters.catalog import DCGM
 from llm_slo_stack.exporters.gpu import DcgmCollector, NvmlCollector
 from llm_slo_stack.exporters.nvml import (
     FakeNvml,
@@ -22,7 +23,8 @@ from llm_slo_stack.exporters.nvml import (
 )
 from tests.support import loopback
 from tests.support.gpus import H100, gpu, gpus
-from tests.support.paths import FIXTURES
+from tests.support.paths import FIXTURES, ROOT
+from tests.support.scrape import samples as scrape_samples
 from tests.support.scrape import scrape, value
 
 
@@ -192,9 +194,11 @@ def test_dcgm_mig_lowercase_hostname_and_xid_changes() -> None:
         loopback.http(loopback.payload(payload)) as (upstream, behaviour),
         loopback.exporter(DcgmCollector(upstream)) as url,
     ):
-        first = scrape(url)
+        first = scrape(url)  # 79 shown at the first sight: counted before, or unwatched
         second = scrape(url)  # the same last XID: not a new error
-        behaviour[0] = loopback.payload(payload.replace("} 79", "} 48"))
+        behaviour[0] = loopback.payload(
+            payload.replace('err_code="79"', 'err_code="48"').replace("} 79", "} 48")
+        )
         third = scrape(url)
     mig1 = dcgm_labels(
         "0",
@@ -205,12 +209,104 @@ def test_dcgm_mig_lowercase_hostname_and_xid_changes() -> None:
         mig_instance="1",
     )
     mig2 = {**mig1, "mig_instance": "2"}
-    assert value(first, catalog.GPU_UTILIZATION.name, **mig1) == 0.40
-    assert value(first, catalog.GPU_UTILIZATION.name, **mig2) == 0.10
+    assert value(first, catalog.GPU_ENGINE_ACTIVE.name, **mig1) == 0.40
+    assert value(first, catalog.GPU_ENGINE_ACTIVE.name, **mig2) == 0.10
     assert value(first, catalog.GPU_DRAM_ACTIVE.name, **mig1) == 0.55
-    assert value(first, catalog.GPU_XID_ERRORS.name, **mig1, xid="79") == 1
-    assert value(second, catalog.GPU_XID_ERRORS.name, **mig1, xid="79") == 1
+    assert value(first, catalog.GPU_MEMORY_TOTAL.name, **mig2) == 40448 * 2**20
+    assert not [n for n, _ in first if n == catalog.GPU_UTILIZATION.name]  # DCGM gives none
+    for series in (first, second):
+        assert value(series, catalog.GPU_XID_EVENTS.name, **mig1) == 0
+        assert not [n for n, _ in series if n == catalog.GPU_XID_ERRORS.name]
     assert value(third, catalog.GPU_XID_ERRORS.name, **mig1, xid="48") == 1
+    assert value(third, catalog.GPU_XID_EVENTS.name, **mig1) == 1
+
+
+def xid_payload(code: int, gpus: tuple[str, ...] = ("0", "1")) -> str:
+    """dcgm-exporter's answer for GPUs with XID gauge `code` (err_code as d5e5f51 writes it)."""
+    return "".join(
+        f'{DCGM.XID}{{gpu="{g}",UUID="GPU-{g}",modelName="H100",Hostname="n",'
+        f'err_code="{code}",err_msg="x"}} {code}\n{DCGM.GPU_UTIL}{{gpu="{g}",UUID="GPU-{g}",'
+        f'modelName="H100",Hostname="n"}} 50\n'
+        for g in gpus
+    )
+
+
+def test_one_xid_is_counted_once_across_restarts_of_either_exporter() -> None:
+    ours = DcgmCollector("http://127.0.0.1:9/")
+    events = catalog.GPU_XID_EVENTS.name
+
+    def count(collector: DcgmCollector, text: str) -> float:
+        got = scrape_samples(collector.read(text))
+        return value(got, events, **dcgm_labels("0", "GPU-0", "H100", hostname="n"))
+
+    assert count(ours, xid_payload(0)) == 0
+    assert count(ours, xid_payload(79)) == 1  # the XID
+    assert count(ours, xid_payload(79)) == 1
+    assert count(ours, xid_payload(0)) == 1  # dcgm-exporter restarted: 0 until the next XID
+    assert count(ours, xid_payload(79)) == 2  # a new XID, the same code
+    restarted = DcgmCollector("http://127.0.0.1:9/")  # ours restarted: 79 is still shown
+    assert count(restarted, xid_payload(79)) == 0
+    assert count(restarted, xid_payload(79)) == 0
+
+
+def test_a_gpu_that_disappears_from_dcgm_is_up_0_until_it_returns() -> None:
+    collector = DcgmCollector("http://127.0.0.1:9/")
+    up = catalog.GPU_UP.name
+    gpu1 = dcgm_labels("1", "GPU-1", "H100", hostname="n")
+    assert value(scrape_samples(collector.read(xid_payload(0))), up, **gpu1) == 1
+    assert value(scrape_samples(collector.read(xid_payload(0, ("0",)))), up, **gpu1) == 0
+    assert value(scrape_samples(collector.read(xid_payload(0))), up, **gpu1) == 1
+
+
+def test_old_namespace_labels_keep_the_uuid_and_the_pod() -> None:
+    """--use-old-namespace (dcgm-exporter d5e5f51): `uuid`, `pod_name`, `pod_namespace`."""
+    text = (
+        f'{DCGM.GPU_UTIL}{{gpu="0",uuid="GPU-7",modelName="H100",Hostname="n",'
+        f'pod_name="vllm-0",pod_namespace="serving",container_name="vllm"}} 25\n'
+    )
+    got = scrape_samples(DcgmCollector("http://127.0.0.1:9/").read(text))
+    labels = dcgm_labels(
+        "0", "GPU-7", "H100", hostname="n", pod="vllm-0", namespace="serving", container="vllm"
+    )
+    assert value(got, catalog.GPU_UTILIZATION.name, **labels) == 0.25
+
+
+def test_dcgm_with_its_default_counters_says_which_of_our_metrics_it_cannot_give() -> None:
+    """The default counters file (d5e5f51 etc/default-counters.csv) has no power limit,
+    no ECC, no clocks-event reasons and no SM activity; nothing from DCGM gives per-process
+    memory. Our counters file (compose/dcgm-counters.csv) leaves only the latter out."""
+    with loopback.http(loopback.payload((FIXTURES / "dcgm_default.metrics").read_text())) as (
+        upstream,
+        _,
+    ):
+        collector = DcgmCollector(upstream)
+        list(collector.collect())
+    assert set(collector.missing) == {
+        catalog.GPU_POWER_LIMIT.name,
+        catalog.GPU_ECC_ERRORS.name,
+        catalog.GPU_CLOCKS_EVENT.name,
+        catalog.GPU_SM_ACTIVE.name,
+        catalog.GPU_PROCESS_MEMORY.name,
+    }
+    fields = counters_file_fields()
+    wanted = DcgmCollector.WANTED - {DCGM.CLOCKS_THROTTLE}  # the older name of CLOCKS_EVENT
+    assert wanted <= fields
+    given = {name for name, sources in DcgmCollector.GIVEN_BY.items() if fields & set(sources)}
+    assert {m.name for m in catalog.GPU_METRICS} - given == {catalog.GPU_PROCESS_MEMORY.name}
+
+
+def counters_file_fields() -> set[str]:
+    """The fields of compose/dcgm-counters.csv, each line checked against dcgm-exporter's
+    format: `field, type, help`, type one of gauge, counter, label."""
+    fields = set()
+    for number, line in enumerate((ROOT / "compose" / "dcgm-counters.csv").read_text().split("\n")):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, kind, help_text = (part.strip() for part in line.split(",", 2))
+        assert name.startswith("DCGM_FI_") and kind in ("gauge", "counter", "label"), number
+        assert help_text, number
+        fields.add(name)
+    return fields
 
 
 def test_an_unreachable_dcgm_exporter_is_source_up_0() -> None:
@@ -244,3 +340,32 @@ def test_the_command_serves_dcgm_and_nvml_over_http() -> None:
                 process.terminate()
                 process.wait(timeout=10)
             assert value(series, catalog.GPU_EXPORTER_SOURCE_UP.name, source=source) == expected
+
+
+def test_the_command_says_at_start_and_as_a_metric_what_dcgm_cannot_give() -> None:
+    exe = Path(sys.executable).parent / "llm-gpu-exporter"
+    body = (FIXTURES / "dcgm_default.metrics").read_text()
+    with loopback.http(loopback.payload(body)) as (upstream, _):
+        port = loopback.free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        command = [
+            str(exe),
+            "--source",
+            "dcgm",
+            "--dcgm-url",
+            upstream,
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        try:
+            loopback.wait_until_up(url, process)
+            series = scrape(url)
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=10)
+    assert f"{catalog.GPU_POWER_LIMIT.name} ({DCGM.POWER_LIMIT})" in stderr
+    assert "compose/dcgm-counters.csv" in stderr and "Traceback" not in stderr
+    missing = catalog.GPU_EXPORTER_MISSING.name
+    assert value(series, missing, metric=catalog.GPU_POWER_LIMIT.name) == 1
+    assert (missing, frozenset({("metric", catalog.GPU_UTILIZATION.name)})) not in series

@@ -13,13 +13,15 @@ import pytest
 import yaml
 
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.rules import writer
+from llm_slo_stack.exporters.gpu import DcgmCollector
+from llm_slo_stack.rules import gpu, writer
 from llm_slo_stack.slo import conventions, spec
 from llm_slo_stack.slo.model import AvailabilitySLI
 from llm_slo_stack.slo.selector import Matcher, Selector
 from tests.support.engines import mapped
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
+from tests.support.scrape import samples
 
 DEFAULT = "slo/default.yaml"
 
@@ -108,6 +110,70 @@ def test_gpu_alerts_pass_their_tests_and_the_tests_catch_a_missing_hour(
     rules.write_text(rules.read_text().replace(" offset 1h", " offset 5m"))
     broken = run_promtool(promtool, "test", "rules", test_file)
     assert broken.returncode != 0 and catalog.ALERT_GPU_MEMORY_LEAK in broken.stdout + broken.stderr
+
+
+def dcgm_minute(code: int) -> str:
+    """One GPU as dcgm-exporter (d5e5f51) shows it, its last XID code `code`."""
+    labels = 'gpu="0",UUID="GPU-0",modelName="H100",Hostname="n"'
+    return (
+        f'{catalog.DCGM.XID}{{{labels},err_code="{code}",err_msg="x"}} {code}\n'
+        f"{catalog.DCGM.GPU_UTIL}{{{labels}}} 50\n"
+    )
+
+
+def test_the_first_xid_pages_from_the_series_the_exporter_writes(
+    tmp_path: Path, promtool: str
+) -> None:
+    """The GPU exporter scrapes dcgm-exporter once a minute from its start; an XID 79 at
+    minute 5 is the GPU's first. Promtool is fed every XID series exactly as the
+    exporter wrote them, minute by minute (absent where it wrote none): the page fires
+    at minute 6. Alerting on the per-code series instead (born at 1, so increase() reads
+    0) never would: the mutation proves it."""
+    for name, text in writer.shared_files().items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    collector = DcgmCollector("http://127.0.0.1:9/")
+    codes = [0] * 5 + [79] * 15
+    wanted = (catalog.GPU_XID_EVENTS.name, catalog.GPU_XID_ERRORS.name)
+    written: dict[tuple[str, frozenset[tuple[str, str]]], list[str]] = {}
+    for minute, code in enumerate(codes):
+        for key, value in samples(collector.read(dcgm_minute(code))).items():
+            if key[0] in wanted:
+                written.setdefault(key, ["_"] * len(codes))[minute] = f"{value:g}"
+    assert {name for name, _ in written} == set(wanted)
+    series = [
+        {
+            "series": Selector(
+                name, tuple(Matcher(k, "=", v) for k, v in sorted(labels) if v)
+            ).render(),
+            "values": " ".join(values),
+        }
+        for (name, labels), values in sorted(written.items(), key=lambda item: item[0][0])
+    ]
+    alert = {a.name: a for a in gpu.ALERTS}[catalog.ALERT_GPU_XID]
+    where = {catalog.GPU: "0", catalog.UUID: "GPU-0", catalog.GPU_NAME: "H100", "hostname": "n"}
+    test = {
+        "rule_files": ["gpu.rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    gpu.expect(alert, "4m", [], conventions.DEFAULT_RUNBOOK_BASE),
+                    gpu.expect(alert, "6m", [where], conventions.DEFAULT_RUNBOOK_BASE),
+                ],
+            }
+        ],
+    }
+    test_file = tmp_path / "first-xid.test.yaml"
+    test_file.write_text(yaml.safe_dump(test, sort_keys=False), encoding="utf-8")
+    clean = run_promtool(promtool, "test", "rules", test_file)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    rules = tmp_path / "gpu.rules.yaml"
+    rules.write_text(rules.read_text().replace(*wanted))
+    broken = run_promtool(promtool, "test", "rules", test_file)
+    assert broken.returncode != 0 and catalog.ALERT_GPU_XID in broken.stdout + broken.stderr
 
 
 def test_a_healthy_triton_burns_no_budget(generated: Path, promtool: str) -> None:
