@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from llm_slo_stack.cli import generation
-from llm_slo_stack.exporters import catalog
+from llm_slo_stack.cli import coverage, generation
+from llm_slo_stack.exporters import backends, catalog
+from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
 from llm_slo_stack.slo import buckets, duration, spec
 from llm_slo_stack.slo.model import Spec
 
@@ -50,7 +51,23 @@ def check(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     for loaded in specs:
         print(f"{loaded.source}: ok ({len(loaded.slos)} SLOs for service {loaded.service})")
-    return 0
+    if args.metrics is None:
+        return 0
+    try:
+        bounds = coverage.server_bounds(
+            coverage.read_payload(args.metrics, args.timeout), args.backend
+        )
+    except ScrapeError as error:
+        print(f"llm-slo: {args.metrics}: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as error:
+        print(f"llm-slo: cannot read {args.metrics}: {error.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{args.metrics}: {bounds.backend}")
+    found = [f for loaded in specs for f in coverage.findings(loaded, bounds)]
+    for finding in found:
+        print(finding.message, file=sys.stdout if finding.ok else sys.stderr)
+    return 0 if all(f.ok for f in found) else EXIT_INVALID
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -141,8 +158,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="llm-slo", description="SLO files -> Prometheus rules, alerts and their tests."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    checker = commands.add_parser("check", help="validate SLO files, write nothing")
+    checker = commands.add_parser(
+        "check",
+        help="validate SLO files, write nothing; with --metrics, check a server's buckets too",
+    )
     checker.add_argument("specs", nargs="*", metavar="SPEC", help=DEFAULT_HELP)
+    checker.add_argument(
+        "--metrics",
+        metavar="URL|FILE",
+        help="a server's live /metrics URL or a saved payload: does it carry each latency "
+        "SLO's threshold as a bucket bound?",
+    )
+    checker.add_argument(
+        "--backend", choices=["auto", *backends.BACKENDS], default="auto", help="for --metrics"
+    )
+    checker.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="for a URL")
     checker.set_defaults(run=check)
     generator = commands.add_parser("generate", help="write rules, their tests and dashboards")
     generator.add_argument("specs", nargs="*", metavar="SPEC", help=DEFAULT_HELP)

@@ -11,7 +11,8 @@ import pytest
 
 from llm_slo_stack.cli import command as cli
 from llm_slo_stack.rules import writer
-from tests.support.paths import ROOT
+from tests.support import engines, loopback
+from tests.support.paths import FIXTURES, ROOT
 from tests.support.specs import VALID, generate_refused
 
 
@@ -178,3 +179,59 @@ def test_selectors_no_series_can_satisfy_are_a_message(
     path.write_text(VALID.replace("'http_requests_total{status=\"5xx\"}'", impossible))
     err = generate_refused(capsys, tmp_path / "rules", path)
     assert "cannot generate rules" in err and "no value of label 'status'" in err
+
+
+def check_server(capsys: pytest.CaptureFixture[str], where: str) -> tuple[int, str, str]:
+    code = cli.main(["check", "--metrics", where])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def saved(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "metrics.txt"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_check_says_which_thresholds_a_stock_vllm_cannot_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """vLLM 0.10.2's default TTFT buckets jump from 1 s to 2.5 s: the default spec's 2 s
+    TTFT SLO has no bound; its 200 ms ITL and 60 s e2e thresholds are bounds."""
+    code, out, err = check_server(capsys, saved(tmp_path, engines.vllm_both_generations().text))
+    assert code == 1
+    assert "ttft under 2s: not a bound of the server's histogram (nearest: 1s and 2.5s)" in err
+    assert "--custom-histogram-buckets" in err and "llm-trace-proxy" in err
+    assert "itl under 0.2s: a bound of the server's histogram: ok" in out
+    assert "e2e under 60s: a bound of the server's histogram: ok" in out
+
+
+def test_check_over_http_passes_a_server_whose_bounds_carry_every_threshold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with loopback.http(loopback.payload(engines.sglang_two_schedulers().text)) as (url, _):
+        code, out, err = check_server(capsys, url)
+    assert code == 0 and err == ""
+    assert f"{url}: sglang" in out and out.count(": ok") == 3 + 1  # the file, three SLOs
+
+
+def test_check_names_a_missing_histogram_and_a_mean_only_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = check_server(capsys, saved(tmp_path, (FIXTURES / "tgi.metrics").read_text()))
+    assert code == 1 and "ttft under 2s: tgi writes no ttft histogram" in err
+    assert "--custom-histogram-buckets" not in err  # not a vLLM flag to give TGI
+    code, out, err = check_server(
+        capsys, saved(tmp_path, (FIXTURES / "triton_core.metrics").read_text())
+    )
+    assert code == 1 and "e2e under 60s: triton gives only a mean for e2e" in err
+    assert "ttft under 2s: a bound of the server's histogram: ok" in out  # 2000 ms
+
+
+def test_check_of_a_payload_that_is_not_metrics_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = check_server(capsys, saved(tmp_path, "<html>oops</html>\n"))
+    assert code == 1 and err.count("\n") == 1 and "bad_payload" in err
+    code, _, err = check_server(capsys, str(tmp_path / "absent.txt"))
+    assert code == 1 and "cannot read" in err and "Traceback" not in err

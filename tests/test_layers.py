@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "dashboards": {CATALOG, "slo"},
     "tracing": {CATALOG, "exporters", "slo"},
     "simulator": {CATALOG, "slo", "tracing"},
-    "cli": {CATALOG, "slo", "rules", "dashboards"},
+    "cli": {CATALOG, "slo", "rules", "dashboards", "exporters"},
     "tests.support": PACKAGE,
     "bench": {*PACKAGE, "tests.support"},
     "tests": {*PACKAGE, "tests.support", "bench"},
