@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.exporters.catalog import TGI, VLLM, SGLang, Triton, VLLMLegacy
+from llm_slo_stack.exporters.catalog import TGI, VLLM, SGLang, Triton, TritonTRTLLM, VLLMLegacy
 
 HISTOGRAM = "histogram"  # an upstream histogram family, bucket bounds scaled
 COUNTER = "counter"  # one upstream sample, summed
@@ -40,6 +40,7 @@ class Rule:
     outcomes: Mapping[str, str] = field(default_factory=dict)
     outcome_default: str | None = None  # for a label value not in `outcomes`; None: skip it
     count: str | None = None  # MEAN_ONLY: the sample counting the events
+    where: tuple[str, str] | None = None  # (label, value): only the samples with it
     # A pre-rename name some releases write beside the current one, with the same
     # observations: read only for a series the current name does not feed.
     superseded: bool = False
@@ -238,12 +239,39 @@ TRITON_VLLM_BACKEND = Backend(
     + tuple(r for r in VLLM_BACKEND.rules if r.target is not catalog.REQUESTS),
 )
 
+# Triton serving TensorRT-LLM: Triton's own families, and the backend's gauges for the
+# running batch, its own queue (after Triton's pending one: a request is in one or the
+# other, so the two add up) and the KV cache.
+T = TritonTRTLLM
+TRITON_TRTLLM_BACKEND = Backend(
+    "triton-trtllm",
+    Triton.LABEL_MODEL,
+    (
+        *_TRITON_RULES,
+        Rule(
+            GAUGE_SUM, T.REQUESTS, catalog.REQUESTS_RUNNING, where=(T.LABEL_REQUEST_TYPE, T.ACTIVE)
+        ),
+        Rule(
+            GAUGE_SUM, T.REQUESTS, catalog.REQUESTS_WAITING, where=(T.LABEL_REQUEST_TYPE, T.WAITING)
+        ),
+        Rule(
+            GAUGE_MEAN,
+            T.KV_CACHE,
+            catalog.KV_CACHE_USAGE,
+            where=(T.LABEL_KV_CACHE_TYPE, T.KV_FRACTION),
+        ),
+    ),
+)
+
 BACKENDS = MappingProxyType(
     {
         b.name: b
-        for b in (VLLM_BACKEND, SGLANG_BACKEND, TGI_BACKEND, TRITON_BACKEND, TRITON_VLLM_BACKEND)
+        for b in (
+            VLLM_BACKEND, SGLANG_BACKEND, TGI_BACKEND, TRITON_BACKEND, TRITON_VLLM_BACKEND,
+            TRITON_TRTLLM_BACKEND,
+        )
     }
-)
+)  # fmt: skip
 _MARKERS = {
     VLLM_BACKEND.name: ("vllm:", "vllm_"),
     SGLANG_BACKEND.name: ("sglang:", "sglang_"),
@@ -261,6 +289,8 @@ def detect(text: str) -> Backend | None:
     found = {name for name, prefixes in _MARKERS.items() if _has(text, prefixes)}
     if {TRITON_BACKEND.name, VLLM_BACKEND.name} <= found:
         return TRITON_VLLM_BACKEND
+    if TRITON_BACKEND.name in found and _has(text, ("nv_trt_llm_",)):
+        return TRITON_TRTLLM_BACKEND
     for name in _MARKERS:
         if name in found:
             return BACKENDS[name]

@@ -523,6 +523,25 @@ class Triton:
     GPU_MEMORY_USED = "nv_gpu_memory_used_bytes"
 
 
+class TritonTRTLLM:
+    """The TensorRT-LLM backend's families beside Triton's own, as its published sample
+    shows them (triton-inference-server/tensorrtllm_backend 0b9d7d5, README.md "Triton
+    Metrics"): gauges whose second label says what each value is."""
+
+    REQUESTS = "nv_trt_llm_request_metrics"
+    LABEL_REQUEST_TYPE = "request_type"
+    ACTIVE = "active"  # requests in flight in the batch manager: the running batch
+    WAITING = "waiting"  # requests queued in the batch manager (Triton's pending: before it)
+    KV_CACHE = "nv_trt_llm_kv_cache_block_metrics"
+    LABEL_KV_CACHE_TYPE = "kv_cache_block_type"
+    KV_FRACTION = "fraction"  # used blocks over max blocks, 0..1
+    RUNTIME_MEMORY = "nv_trt_llm_runtime_memory_metrics"
+    INFLIGHT_BATCHER = "nv_trt_llm_inflight_batcher_metrics"
+    GENERAL = "nv_trt_llm_general_metrics"
+    DISAGGREGATED = "nv_trt_llm_disaggregated_serving_metrics"
+    V1 = "nv_trt_llm_v1_metrics"
+
+
 # Upstream families the sidecar reads nothing from, and why (exporters/README.md lists
 # them too). prometheus_client's `*_created` series are never read.
 UNMAPPED = MappingProxyType(
@@ -558,6 +577,12 @@ UNMAPPED = MappingProxyType(
         TGI.BATCH_INFERENCE_COUNT: "batches, not requests",
         TGI.BATCH_INFERENCE_SUCCESS: "batches, not requests",
         TGI.BATCH_INFERENCE_DURATION: "per batch, not per request",
+        # Triton's TensorRT-LLM backend (what of a family is read: exporters/README.md)
+        TritonTRTLLM.RUNTIME_MEMORY: "memory of the runtime: GPU series come from llm-gpu-exporter",
+        TritonTRTLLM.INFLIGHT_BATCHER: "batcher internals (micro batch id, tokens of the step)",
+        TritonTRTLLM.GENERAL: "an iteration counter and a timestamp: not a serving series",
+        TritonTRTLLM.DISAGGREGATED: "disaggregated serving's KV transfers: not on-call yet",
+        TritonTRTLLM.V1: "the V1 (non-inflight) batcher's token counts: a legacy model type",
         # SGLang
         SGLang.STRUCTURED_REQUESTS: "structured-output requests: a subset of all requests",
         SGLang.SPEC_VERIFY_CALLS: "verification passes, not tokens: no acceptance ratio",

@@ -221,6 +221,8 @@ class SidecarCollector:
         folded = upstream if model == catalog.OVERFLOW_VALUE else ""
         group: list[_Slot] = []
         for rule, part in wanted[name]:
+            if rule.where is not None and labels.get(rule.where[0]) != rule.where[1]:
+                continue
             key = base
             if rule.target is catalog.REQUESTS:
                 source = labels.get(rule.outcome_label or "", "")

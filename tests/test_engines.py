@@ -279,6 +279,24 @@ def test_tgi_every_series_and_failures_in_their_classes() -> None:
     assert got == expected
 
 
+def test_triton_serving_tensorrt_llm_adds_the_backends_gauges_to_tritons_families() -> None:
+    got = mapped((FIXTURES / "triton_trtllm.metrics").read_text())
+    expected: Series = {
+        **outcomes("ensemble", success=30, rejected=0, aborted=0, error=1),
+        **outcomes("tensorrt_llm", success=30, rejected=0, aborted=0, error=1),
+        **mean_only(catalog.REQUEST_QUEUE, "ensemble", 0.003, 30),
+        **mean_only(catalog.REQUEST_QUEUE, "tensorrt_llm", 1.5, 30),
+        **mean_only(catalog.E2E_REQUEST_LATENCY, "ensemble", 60.0, 30),
+        **mean_only(catalog.E2E_REQUEST_LATENCY, "tensorrt_llm", 59.0, 30),
+        key(catalog.REQUESTS_WAITING.name, model="ensemble"): 0,
+        # Triton's pending 2, then the batch manager's own queue 3: a request is in one.
+        key(catalog.REQUESTS_WAITING.name, model="tensorrt_llm"): 5,
+        key(catalog.REQUESTS_RUNNING.name, model="tensorrt_llm"): 4,  # request_type="active"
+        key(catalog.KV_CACHE_USAGE.name, model="tensorrt_llm"): pytest.approx(0.4875),
+    }
+    assert got == expected
+
+
 @pytest.mark.parametrize(
     ("text", "backend"),
     [
@@ -287,6 +305,7 @@ def test_tgi_every_series_and_failures_in_their_classes() -> None:
         (lambda: engines.sglang_two_schedulers().text, "sglang"),
         (lambda: TRITON.read_text(), "triton"),
         (lambda: (FIXTURES / "triton_vllm.metrics").read_text(), "triton-vllm"),
+        (lambda: (FIXTURES / "triton_trtllm.metrics").read_text(), "triton-trtllm"),
         (lambda: (FIXTURES / "tgi.metrics").read_text(), "tgi"),
     ],
     ids=[
@@ -295,6 +314,7 @@ def test_tgi_every_series_and_failures_in_their_classes() -> None:
         "sglang-0.5.23",
         "triton-core",
         "triton-vllm",
+        "triton-trtllm",
         "tgi-3.3.6",
     ],
 )
