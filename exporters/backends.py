@@ -24,6 +24,7 @@ COUNTER = "counter"  # one upstream sample, summed
 GAUGE_SUM = "gauge_sum"  # a gauge that adds up over engines (requests running)
 GAUGE_MEAN = "gauge_mean"  # a gauge that averages over engines (a usage ratio)
 MEAN_ONLY = "mean_only"  # a sum counter over a count counter: a histogram with +Inf only
+LORA_INFO = "lora_info"  # vLLM's LoRA report: the latest series' labels name the adapters
 HISTOGRAM_KINDS = (HISTOGRAM, MEAN_ONLY)
 
 
@@ -112,6 +113,7 @@ def _vllm_rules(legacy: bool) -> tuple[Rule, ...]:
             catalog.REQUESTS,
             outcome=catalog.OUTCOME_REJECTED,
         ),
+        Rule(LORA_INFO, VLLM.LORA_INFO, catalog.LORA_ADAPTERS),
         Rule(GAUGE_SUM, VLLM.RUNNING, catalog.REQUESTS_RUNNING),
         Rule(GAUGE_SUM, VLLM.WAITING, catalog.REQUESTS_WAITING),
         Rule(GAUGE_MEAN, VLLMLegacy.KV_CACHE if legacy else VLLM.KV_CACHE, catalog.KV_CACHE_USAGE),

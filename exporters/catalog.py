@@ -17,6 +17,8 @@ HISTOGRAM = "histogram"
 # Label names.
 MODEL = "model"
 OUTCOME = "outcome"
+STATE = "state"
+ADAPTER = "adapter"
 LE = "le"
 QUANTILE = "quantile"
 SLO = "slo"
@@ -202,6 +204,24 @@ SPEC_DECODE_ACCEPTED = Metric(
     "Drafted tokens the target model accepted.", (MODEL,),
 )  # fmt: skip
 
+# LoRA adapters, from the engine's latest report of the adapters its requests use.
+LORA_ADAPTERS = Metric(
+    "llm_lora_adapters", GAUGE, "adapters",
+    "LoRA adapters with requests in a state (running, waiting).", (MODEL, STATE),
+)  # fmt: skip
+LORA_ADAPTERS_MAX = Metric(
+    "llm_lora_adapters_max", GAUGE, "adapters",
+    "LoRA adapters the engine holds at once (vLLM's --max-loras).", (MODEL,),
+)  # fmt: skip
+LORA_ADAPTER = Metric(
+    "llm_lora_adapter_active", GAUGE, "bool",
+    "1 for each LoRA adapter with requests in a state; names past the exporter's "
+    "--max-adapters fold into __overflow__, whose value counts them.",
+    (MODEL, ADAPTER, STATE),
+)  # fmt: skip
+STATE_RUNNING = "running"
+STATE_WAITING = "waiting"
+
 REQUESTS_GOODPUT = Metric(
     "llm_requests_goodput_total", COUNTER, "requests",
     "Successful requests that met both their TTFT and their TPOT targets (DistServe's "
@@ -236,6 +256,9 @@ METRICS: tuple[Metric, ...] = (
     PREFIX_CACHE_HIT,
     SPEC_DECODE_DRAFT,
     SPEC_DECODE_ACCEPTED,
+    LORA_ADAPTERS,
+    LORA_ADAPTERS_MAX,
+    LORA_ADAPTER,
 )
 
 # Series recorded by the generated rules, in Prometheus' level:metric:operations form.
@@ -324,6 +347,12 @@ class VLLM:
     SPEC_ACCEPTED_TOKENS = "vllm:spec_decode_num_accepted_tokens"
     SPEC_ACCEPTED_PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos"
     LABEL_POSITION = "position"
+    # A gauge set to the time of the engine's latest report, one series per report's
+    # label values (vllm/v1/metrics/loggers.py, 0.10.2): adapters joined by commas.
+    LORA_INFO = "vllm:lora_requests_info"
+    LABEL_MAX_LORA = "max_lora"
+    LABEL_RUNNING_LORA = "running_lora_adapters"
+    LABEL_WAITING_LORA = "waiting_lora_adapters"
     ITERATION_TOKENS = "vllm:iteration_tokens_total"
     REQUEST_PARAMS_N = "vllm:request_params_n"
     PROMPT_TOKENS = "vllm:prompt_tokens"

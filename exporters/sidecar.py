@@ -35,6 +35,7 @@ from llm_slo_stack.exporters.health import Health
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream
 
 DEFAULT_MAX_MODELS = 64
+DEFAULT_MAX_ADAPTERS = 32
 DEFAULT_LISTEN = "127.0.0.1:9400"
 COMMANDS = ("llm-serving-exporter", "llm-vllm-exporter")  # its name, and its first name
 
@@ -58,6 +59,7 @@ class _Slot:
     histogram: bool
     folded: str  # the upstream model when it went over the cap, else ""
     superseded: bool  # a pre-rename source: kept only where no current one feeds the series
+    lora: tuple[str, str, str] | None = None  # a LoRA report's max, running and waiting labels
 
 
 Slots = tuple[_Slot, ...]  # where one line's value goes; empty for a line not mapped
@@ -75,6 +77,8 @@ class Snapshot:
     values: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     folded: set[str] = field(default_factory=set)  # model values over the cap
+    # Per model: the LoRA reports (time of the report, its max, running and waiting labels).
+    lora: dict[str, list[tuple[float, tuple[str, str, str]]]] = field(default_factory=dict)
 
     def settle(self, superseded: Snapshot) -> None:
         """Take the superseded sources' series that no current source fed."""
@@ -98,6 +102,7 @@ class SidecarCollector:
         model: str = "default",
         keep_engine: bool = False,
         bearer_token_file: str | None = None,
+        max_adapters: int = DEFAULT_MAX_ADAPTERS,
     ) -> None:
         self.upstream = Upstream(target, timeout, bearer_token_file=bearer_token_file)
         self.backend = None if backend == "auto" else backends.BACKENDS[backend]
@@ -112,6 +117,7 @@ class SidecarCollector:
         self._slots: dict[str, dict[str, Slots]] = {name: {} for name in backends.BACKENDS}
         self._slot_bytes = dict.fromkeys(backends.BACKENDS, 0)
         self._models = LabelCap(max_models)
+        self._adapters = LabelCap(max_adapters)
         self._overflow = 0.0
         # Per counter series: (the sum of its positive sources, the value served) last time.
         self._served: dict[tuple[str, tuple[str, ...]], tuple[float, float]] = {}
@@ -176,6 +182,9 @@ class SidecarCollector:
                     into = superseded if slot.superseded else snapshot
                     if slot.folded:
                         into.folded.add(slot.folded)
+                    if slot.lora is not None:
+                        into.lora.setdefault(slot.series[1][0], []).append((value, slot.lora))
+                        continue
                     if not slot.histogram:
                         samples = into.values.get(slot.series)
                         if samples is None:
@@ -199,6 +208,7 @@ class SidecarCollector:
             raise ScrapeError("bad_payload", f"no {backend.name} metric in the payload")
         snapshot.settle(superseded)
         snapshot.folded |= superseded.folded
+        self._lora(snapshot)
         with self._lock:
             self._overflow += len(snapshot.folded)
         return snapshot
@@ -237,21 +247,53 @@ class SidecarCollector:
                     raise ValueError("le is NaN")
                 le = le * rule.scale if le != math.inf else le
             histogram = rule.kind in backends.HISTOGRAM_KINDS
+            lora = None
+            if rule.kind == backends.LORA_INFO:
+                v = catalog.VLLM
+                lora = (
+                    labels.get(v.LABEL_MAX_LORA, ""),
+                    labels.get(v.LABEL_RUNNING_LORA, ""),
+                    labels.get(v.LABEL_WAITING_LORA, ""),
+                )
             group.append(
                 _Slot(
                     (rule.target.name, key), rule.kind, part, le, rule.scale, histogram, folded,
-                    rule.superseded,
+                    rule.superseded, lora,
                 )
             )  # fmt: skip
         return tuple(group), value
+
+    def _lora(self, snapshot: Snapshot) -> None:
+        """vLLM writes a new LoRA report series whenever the adapters in use change and
+        sets it to the time of the report; the old ones stay. Per model, the latest one
+        says which adapters have requests running or waiting now."""
+        for model, reports in snapshot.lora.items():
+            _, (most, running, waiting) = max(reports)
+            # The report has no engine label: with --keep-engine-label its engine is "".
+            base = (model, "") if self.keep_engine else (model,)
+            if most:
+                snapshot.values[(catalog.LORA_ADAPTERS_MAX.name, base)] = [float(most)]
+                snapshot.kinds[catalog.LORA_ADAPTERS_MAX.name] = backends.GAUGE_SUM
+            for state, names in (
+                (catalog.STATE_RUNNING, running),
+                (catalog.STATE_WAITING, waiting),
+            ):
+                adapters = [a for a in names.split(",") if a]
+                snapshot.values[(catalog.LORA_ADAPTERS.name, (*base, state))] = [len(adapters)]
+                for adapter in adapters:
+                    series = (
+                        catalog.LORA_ADAPTER.name,
+                        (*base, self._adapters.admit(adapter), state),
+                    )
+                    snapshot.values.setdefault(series, []).append(1.0)
+            snapshot.kinds[catalog.LORA_ADAPTERS.name] = backends.GAUGE_SUM
+            snapshot.kinds[catalog.LORA_ADAPTER.name] = backends.GAUGE_SUM
 
     def _label_names(self, metric: catalog.Metric) -> list[str]:
         names = [catalog.MODEL]
         if self.keep_engine:
             names.append(catalog.VLLM.LABEL_ENGINE)
-        if metric is catalog.REQUESTS:
-            names.append(catalog.OUTCOME)
-        return names
+        return names + [label for label in metric.labels if label != catalog.MODEL]
 
     def families(self, snapshot: Snapshot) -> Iterator[Metric]:
         """The catalog families of one scrape, in name order, series in label order."""
@@ -343,14 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         "--max-models", type=int, default=DEFAULT_MAX_MODELS, help="cap on model label values"
     )
     parser.add_argument(
-        "--model", default="default", help="model label for servers without one (TGI)"
+        "--max-adapters", type=int, default=DEFAULT_MAX_ADAPTERS, help="cap on LoRA adapter names"
+    )
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="model label for servers without one (TGI) and for vLLM's LoRA report",
     )
     parser.add_argument("--keep-engine-label", action="store_true", help="keep vLLM's engine label")
     args = parser.parse_args(argv)
     try:
         collector = SidecarCollector(
             args.target, args.backend, args.timeout, args.max_models, args.model,
-            args.keep_engine_label, args.bearer_token_file,
+            args.keep_engine_label, args.bearer_token_file, args.max_adapters,
         )  # fmt: skip
     except (ValueError, OSError) as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)

@@ -111,7 +111,29 @@ def test_vllm_writing_both_metric_generations_counts_each_observation_once() -> 
         key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_SUCCESS): 5,  # 3+1+1
         key(catalog.REQUESTS.name, model="qwen", outcome=catalog.OUTCOME_ABORTED): 2,
     }
+    # The latest LoRA report (it has no model label: the sidecar's --model names it).
+    running, waiting = catalog.STATE_RUNNING, catalog.STATE_WAITING
+    expected |= {
+        key(catalog.LORA_ADAPTERS_MAX.name, model="default"): 4,
+        key(catalog.LORA_ADAPTERS.name, model="default", state=running): 2,
+        key(catalog.LORA_ADAPTERS.name, model="default", state=waiting): 1,
+        key(catalog.LORA_ADAPTER.name, model="default", adapter="sql", state=running): 1,
+        key(catalog.LORA_ADAPTER.name, model="default", adapter="summarise", state=running): 1,
+        key(catalog.LORA_ADAPTER.name, model="default", adapter="chat-fr", state=waiting): 1,
+    }
     assert mapped(p.text) == expected
+
+
+def test_lora_adapter_names_past_the_cap_fold_and_are_counted() -> None:
+    collector = SidecarCollector("http://127.0.0.1:9/", backend="vllm", max_adapters=2)
+    labels = f'{VLLM.LABEL_MAX_LORA}="8",{VLLM.LABEL_RUNNING_LORA}="a,b,c,d",{VLLM.LABEL_WAITING_LORA}=""'
+    got = scrape.samples(collector.families(collector.read(f"{VLLM.LORA_INFO}{{{labels}}} 1.0\n")))
+    active = {
+        dict(k)[catalog.ADAPTER]: v
+        for (name, k), v in got.items()
+        if name == catalog.LORA_ADAPTER.name
+    }
+    assert active == {"a": 1, "b": 1, catalog.OVERFLOW_VALUE: 2}
 
 
 def test_the_v0_engine_counts_each_queued_request_once() -> None:

@@ -131,6 +131,12 @@ def vllm_both_generations() -> Payload:
     p.gauge(VLLM.WAITING, names, {e0: 5, e1: 0})
     p.gauge(VLLMLegacy.KV_CACHE, names, {e0: 0.25, e1: 0.75})
     p.gauge(VLLM.KV_CACHE, names, {e0: 0.25, e1: 0.75})
+    # Two LoRA reports: one series per report, set to its time (set_to_current_time()).
+    p.gauge(
+        VLLM.LORA_INFO,
+        (VLLM.LABEL_MAX_LORA, VLLM.LABEL_WAITING_LORA, VLLM.LABEL_RUNNING_LORA),
+        {("4", "", "sql"): 1_790_000_000.0, ("4", "chat-fr", "sql,summarise"): 1_790_000_060.5},
+    )
     for name, counts in (
         (VLLMLegacy.PREFIX_CACHE_QUERIES, {e0: 1000, e1: 500}),
         (VLLMLegacy.PREFIX_CACHE_HITS, {e0: 400, e1: 100}),
