@@ -571,66 +571,6 @@ class TritonTRTLLM:
     V1 = "nv_trt_llm_v1_metrics"
 
 
-# Upstream families the sidecar reads nothing from, and why (exporters/README.md lists
-# them too). prometheus_client's `*_created` series are never read.
-UNMAPPED = MappingProxyType(
-    {
-        # vLLM
-        VLLM.ITERATION_TOKENS: "tokens per engine step: capacity tuning, not on-call",
-        VLLM.REQUEST_PARAMS_N: "a request parameter, not an outcome",
-        VLLM.SPEC_DRAFTS: "draft steps: the token counters carry the acceptance ratio",
-        VLLM.SPEC_ACCEPTED_PER_POSITION: (
-            "acceptance per draft position: drafter tuning, not on-call"
-        ),
-        # Triton
-        Triton.COUNT: "inferences per batch item, not requests",
-        Triton.EXEC_COUNT: "model executions (batches), not requests",
-        Triton.COMPUTE_INPUT_US: "a part of the request duration",
-        Triton.COMPUTE_INFER_US: "a part of the request duration",
-        Triton.COMPUTE_OUTPUT_US: "a part of the request duration",
-        Triton.MODEL_LOAD: "model load time: not a serving series",
-        Triton.PINNED_TOTAL: "host memory pool: not a serving series",
-        Triton.PINNED_USED: "host memory pool: not a serving series",
-        Triton.GPU_UTIL: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
-        Triton.GPU_MEMORY_USED: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
-        # TGI
-        TGI.TPOT: ("a request's whole time over its tokens: includes the prefill, so not TPOT"),
-        TGI.REQUEST_COUNT: (
-            "requests received, not finished: outcomes come from the success and failure counters"
-        ),
-        TGI.VALIDATION: "a part of the request duration",
-        TGI.INFERENCE: "a part of the request duration",
-        TGI.MAX_NEW_TOKENS: "a request parameter, not an outcome",
-        TGI.BATCH_MAX_TOKENS: "batcher state: capacity tuning, not on-call",
-        TGI.BATCH_MAX_TOTAL_TOKENS: "batcher state: capacity tuning, not on-call",
-        TGI.BATCH_INFERENCE_COUNT: "batches, not requests",
-        TGI.BATCH_INFERENCE_SUCCESS: "batches, not requests",
-        TGI.BATCH_INFERENCE_DURATION: "per batch, not per request",
-        # Triton's TensorRT-LLM backend (what of a family is read: exporters/README.md)
-        TritonTRTLLM.RUNTIME_MEMORY: "memory of the runtime: GPU series come from llm-gpu-exporter",
-        TritonTRTLLM.INFLIGHT_BATCHER: "batcher internals (micro batch id, tokens of the step)",
-        TritonTRTLLM.GENERAL: "an iteration counter and a timestamp: not a serving series",
-        TritonTRTLLM.DISAGGREGATED: "disaggregated serving's KV transfers: not on-call yet",
-        TritonTRTLLM.V1: "the V1 (non-inflight) batcher's token counts: a legacy model type",
-        # SGLang
-        SGLang.STRUCTURED_REQUESTS: "structured-output requests: a subset of all requests",
-        SGLang.SPEC_VERIFY_CALLS: "verification passes, not tokens: no acceptance ratio",
-        SGLang.PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
-        SGLang.UNCACHED_PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
-        SGLang.GENERATION_TOKENS_HISTOGRAM: "output lengths: the counters carry the totals",
-        SGLang.GET_LOADS: "time serving /v1/loads: a control endpoint, not serving",
-        SGLang.STARTUP: "start-up phases: not a serving series",
-        SGLang.STARTUP_CUDA_GRAPH: "start-up phases: not a serving series",
-        SGLang.GRAMMAR_QUEUE: "requests compiling a grammar: a part of the waiting ones",
-        SGLang.GEN_THROUGHPUT: "a rate of the last interval: Prometheus derives it",
-        SGLang.CACHE_HIT_RATE: "a ratio of the last batch: the token counters carry it",
-        SGLang.SPEC_ACCEPT_RATE: "a ratio of the last batch: no counter to add up",
-        SGLang.SPEC_ACCEPT_LENGTH: "a mean of the last batch: no counter to add up",
-        SGLang.RETRACTED_NOW: "retractions of the last batch: the counter carries the total",
-    }
-)
-
-
 # GPUs (llm-gpu-exporter), from NVML or dcgm-exporter, in base units.
 GPU = "gpu"  # the index
 UUID = "uuid"
@@ -791,6 +731,15 @@ class DCGM:
     DRAM_ACTIVE = "DCGM_FI_PROF_DRAM_ACTIVE"
     ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
     LABEL_GPU = "gpu"
+    # In dcgm-exporter's default counters (d5e5f51, etc/default-counters.csv), not read.
+    MEM_COPY_UTIL = "DCGM_FI_DEV_MEM_COPY_UTIL"
+    ENC_UTIL = "DCGM_FI_DEV_ENC_UTIL"
+    DEC_UTIL = "DCGM_FI_DEV_DEC_UTIL"
+    MEMORY_TEMP = "DCGM_FI_DEV_MEMORY_TEMP"
+    NVLINK_BANDWIDTH = "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"
+    ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
+    PCIE_TX = "DCGM_FI_PROF_PCIE_TX_BYTES"
+    PCIE_RX = "DCGM_FI_PROF_PCIE_RX_BYTES"
     LABEL_UUID = "UUID"
     LABEL_UUID_OLD = "uuid"  # --use-old-namespace (dcgm-exporter d5e5f51, gpu_collector.go)
     LABEL_MODEL = "modelName"
@@ -819,3 +768,72 @@ class OTelGenAI:
     DURATION_BUCKETS = (
         0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
     )  # fmt: skip
+
+
+# Upstream families the exporters read nothing from, and why (exporters/README.md lists
+# them too). prometheus_client's `*_created` series are never read.
+UNMAPPED = MappingProxyType(
+    {
+        # vLLM
+        VLLM.ITERATION_TOKENS: "tokens per engine step: capacity tuning, not on-call",
+        VLLM.REQUEST_PARAMS_N: "a request parameter, not an outcome",
+        VLLM.SPEC_DRAFTS: "draft steps: the token counters carry the acceptance ratio",
+        VLLM.SPEC_ACCEPTED_PER_POSITION: (
+            "acceptance per draft position: drafter tuning, not on-call"
+        ),
+        # Triton
+        Triton.COUNT: "inferences per batch item, not requests",
+        Triton.EXEC_COUNT: "model executions (batches), not requests",
+        Triton.COMPUTE_INPUT_US: "a part of the request duration",
+        Triton.COMPUTE_INFER_US: "a part of the request duration",
+        Triton.COMPUTE_OUTPUT_US: "a part of the request duration",
+        Triton.MODEL_LOAD: "model load time: not a serving series",
+        Triton.PINNED_TOTAL: "host memory pool: not a serving series",
+        Triton.PINNED_USED: "host memory pool: not a serving series",
+        Triton.GPU_UTIL: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
+        Triton.GPU_MEMORY_USED: "GPU series come from llm-gpu-exporter (NVML or DCGM)",
+        # TGI
+        TGI.TPOT: ("a request's whole time over its tokens: includes the prefill, so not TPOT"),
+        TGI.REQUEST_COUNT: (
+            "requests received, not finished: outcomes come from the success and failure counters"
+        ),
+        TGI.VALIDATION: "a part of the request duration",
+        TGI.INFERENCE: "a part of the request duration",
+        TGI.MAX_NEW_TOKENS: "a request parameter, not an outcome",
+        TGI.BATCH_MAX_TOKENS: "batcher state: capacity tuning, not on-call",
+        TGI.BATCH_MAX_TOTAL_TOKENS: "batcher state: capacity tuning, not on-call",
+        TGI.BATCH_INFERENCE_COUNT: "batches, not requests",
+        TGI.BATCH_INFERENCE_SUCCESS: "batches, not requests",
+        TGI.BATCH_INFERENCE_DURATION: "per batch, not per request",
+        # Triton's TensorRT-LLM backend (what of a family is read: exporters/README.md)
+        TritonTRTLLM.RUNTIME_MEMORY: "memory of the runtime: GPU series come from llm-gpu-exporter",
+        TritonTRTLLM.INFLIGHT_BATCHER: "batcher internals (micro batch id, tokens of the step)",
+        TritonTRTLLM.GENERAL: "an iteration counter and a timestamp: not a serving series",
+        TritonTRTLLM.DISAGGREGATED: "disaggregated serving's KV transfers: not on-call yet",
+        TritonTRTLLM.V1: "the V1 (non-inflight) batcher's token counts: a legacy model type",
+        # dcgm-exporter
+        DCGM.MEM_COPY_UTIL: "memory bandwidth share by sampling: the DRAM active ratio is read",
+        DCGM.ENC_UTIL: "the video encoder: not used by LLM serving",
+        DCGM.DEC_UTIL: "the video decoder: not used by LLM serving",
+        DCGM.MEMORY_TEMP: "HBM temperature: the GPU temperature and the throttle reasons are read",
+        DCGM.NVLINK_BANDWIDTH: "NVLink traffic: capacity tuning, not on-call",
+        DCGM.ROW_REMAP_FAILURE: "a row remap failure also shows as uncorrectable remapped rows",
+        DCGM.PCIE_TX: "PCIe traffic: capacity tuning, not on-call",
+        DCGM.PCIE_RX: "PCIe traffic: capacity tuning, not on-call",
+        # SGLang
+        SGLang.STRUCTURED_REQUESTS: "structured-output requests: a subset of all requests",
+        SGLang.SPEC_VERIFY_CALLS: "verification passes, not tokens: no acceptance ratio",
+        SGLang.PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
+        SGLang.UNCACHED_PROMPT_TOKENS_HISTOGRAM: "prompt lengths: the counters carry the totals",
+        SGLang.GENERATION_TOKENS_HISTOGRAM: "output lengths: the counters carry the totals",
+        SGLang.GET_LOADS: "time serving /v1/loads: a control endpoint, not serving",
+        SGLang.STARTUP: "start-up phases: not a serving series",
+        SGLang.STARTUP_CUDA_GRAPH: "start-up phases: not a serving series",
+        SGLang.GRAMMAR_QUEUE: "requests compiling a grammar: a part of the waiting ones",
+        SGLang.GEN_THROUGHPUT: "a rate of the last interval: Prometheus derives it",
+        SGLang.CACHE_HIT_RATE: "a ratio of the last batch: the token counters carry it",
+        SGLang.SPEC_ACCEPT_RATE: "a ratio of the last batch: no counter to add up",
+        SGLang.SPEC_ACCEPT_LENGTH: "a mean of the last batch: no counter to add up",
+        SGLang.RETRACTED_NOW: "retractions of the last batch: the counter carries the total",
+    }
+)

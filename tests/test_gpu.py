@@ -369,3 +369,41 @@ def test_the_command_says_at_start_and_as_a_metric_what_dcgm_cannot_give() -> No
     missing = catalog.GPU_EXPORTER_MISSING.name
     assert value(series, missing, metric=catalog.GPU_POWER_LIMIT.name) == 1
     assert (missing, frozenset({("metric", catalog.GPU_UTILIZATION.name)})) not in series
+
+
+def test_dcgm_with_its_default_counters_series_by_series() -> None:
+    """Every series the exporter serves from dcgm-exporter's default counters, from the
+    fixture's values alone, and every input family read or listed as unmapped."""
+    text = (FIXTURES / "dcgm_default.metrics").read_text()
+    got = {
+        key: v
+        for key, v in scrape_samples(DcgmCollector("http://127.0.0.1:9/").read(text)).items()
+        if key[0] in {m.name for m in catalog.GPU_METRICS}
+    }
+    expected = {}
+    for index, uuid in (("0", "GPU-aaa"), ("1", "GPU-bbb")):
+        labels = dcgm_labels(index, uuid, H100, hostname="node-1")
+
+        def at(metric: catalog.Metric, value: float, **extra: str) -> None:
+            expected[(metric.name, frozenset({**labels, **extra}.items()))] = value
+
+        at(catalog.GPU_UP, 1)
+        at(catalog.GPU_UTILIZATION, 0.93)
+        at(catalog.GPU_MEMORY_USED, 74000 * 2**20)
+        at(catalog.GPU_MEMORY_TOTAL, (74000 + 6000 + 1559) * 2**20)
+        at(catalog.GPU_POWER, 312.5)
+        at(catalog.GPU_ENERGY, 92345678901 / 1000)
+        at(catalog.GPU_TEMPERATURE, 41)
+        at(catalog.GPU_SM_CLOCK, 1980e6)
+        at(catalog.GPU_MEMORY_CLOCK, 2619e6)
+        at(catalog.GPU_PCIE_REPLAYS, 0)
+        at(catalog.GPU_REMAPPED_ROWS, 0, kind="correctable")
+        at(catalog.GPU_REMAPPED_ROWS, 0, kind="uncorrectable")
+        at(catalog.GPU_ENGINE_ACTIVE, 0.91)
+        at(catalog.GPU_TENSOR_ACTIVE, 0.47)
+        at(catalog.GPU_DRAM_ACTIVE, 0.62)
+        at(catalog.GPU_XID_EVENTS, 0)
+    assert got == pytest.approx(expected)
+    read = DcgmCollector.WANTED
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert sorted(families - read - set(catalog.UNMAPPED)) == []
