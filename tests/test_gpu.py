@@ -380,29 +380,32 @@ def test_dcgm_with_its_default_counters_series_by_series() -> None:
         for key, v in scrape_samples(DcgmCollector("http://127.0.0.1:9/").read(text)).items()
         if key[0] in {m.name for m in catalog.GPU_METRICS}
     }
-    expected = {}
-    for index, uuid in (("0", "GPU-aaa"), ("1", "GPU-bbb")):
-        labels = dcgm_labels(index, uuid, H100, hostname="node-1")
-
-        def at(metric: catalog.Metric, value: float, **extra: str) -> None:
-            expected[(metric.name, frozenset({**labels, **extra}.items()))] = value
-
-        at(catalog.GPU_UP, 1)
-        at(catalog.GPU_UTILIZATION, 0.93)
-        at(catalog.GPU_MEMORY_USED, 74000 * 2**20)
-        at(catalog.GPU_MEMORY_TOTAL, (74000 + 6000 + 1559) * 2**20)
-        at(catalog.GPU_POWER, 312.5)
-        at(catalog.GPU_ENERGY, 92345678901 / 1000)
-        at(catalog.GPU_TEMPERATURE, 41)
-        at(catalog.GPU_SM_CLOCK, 1980e6)
-        at(catalog.GPU_MEMORY_CLOCK, 2619e6)
-        at(catalog.GPU_PCIE_REPLAYS, 0)
-        at(catalog.GPU_REMAPPED_ROWS, 0, kind="correctable")
-        at(catalog.GPU_REMAPPED_ROWS, 0, kind="uncorrectable")
-        at(catalog.GPU_ENGINE_ACTIVE, 0.91)
-        at(catalog.GPU_TENSOR_ACTIVE, 0.47)
-        at(catalog.GPU_DRAM_ACTIVE, 0.62)
-        at(catalog.GPU_XID_EVENTS, 0)
+    per_gpu: list[tuple[catalog.Metric, float, dict[str, str]]] = [
+        (catalog.GPU_UP, 1, {}),
+        (catalog.GPU_UTILIZATION, 0.93, {}),
+        (catalog.GPU_MEMORY_USED, 74000 * 2**20, {}),
+        (catalog.GPU_MEMORY_TOTAL, (74000 + 6000 + 1559) * 2**20, {}),
+        (catalog.GPU_POWER, 312.5, {}),
+        (catalog.GPU_ENERGY, 92345678901 / 1000, {}),
+        (catalog.GPU_TEMPERATURE, 41, {}),
+        (catalog.GPU_SM_CLOCK, 1980e6, {}),
+        (catalog.GPU_MEMORY_CLOCK, 2619e6, {}),
+        (catalog.GPU_PCIE_REPLAYS, 0, {}),
+        (catalog.GPU_REMAPPED_ROWS, 0, {"kind": "correctable"}),
+        (catalog.GPU_REMAPPED_ROWS, 0, {"kind": "uncorrectable"}),
+        (catalog.GPU_ENGINE_ACTIVE, 0.91, {}),
+        (catalog.GPU_TENSOR_ACTIVE, 0.47, {}),
+        (catalog.GPU_DRAM_ACTIVE, 0.62, {}),
+        (catalog.GPU_XID_EVENTS, 0, {}),
+    ]
+    expected = {
+        (
+            metric.name,
+            frozenset({**dcgm_labels(index, uuid, H100, hostname="node-1"), **extra}.items()),
+        ): value
+        for index, uuid in (("0", "GPU-aaa"), ("1", "GPU-bbb"))
+        for metric, value, extra in per_gpu
+    }
     assert got == pytest.approx(expected)
     read = DcgmCollector.WANTED
     families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
