@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import os
 import sys
@@ -19,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -60,6 +62,7 @@ class _Slot:
     folded: str  # the upstream model when it went over the cap, else ""
     superseded: bool  # a pre-rename source: kept only where no current one feeds the series
     lora: tuple[str, str, str] | None = None  # a LoRA report's max, running and waiting labels
+    rare: bool = False  # folded or a LoRA report: one test in the hot loop for both
 
 
 Slots = tuple[_Slot, ...]  # where one line's value goes; empty for a line not mapped
@@ -114,7 +117,9 @@ class SidecarCollector:
             catalog.SCRAPE_ERROR_REASONS,
         )
         self._lock = threading.Lock()
-        self._slots: dict[str, dict[str, Slots]] = {name: {} for name in backends.BACKENDS}
+        # Per backend: line prefix -> [where its value goes, the stamp of its last scrape].
+        self._slots: dict[str, dict[str, list[Any]]] = {name: {} for name in backends.BACKENDS}
+        self._stamps = itertools.count(1)
         self._slot_bytes = dict.fromkeys(backends.BACKENDS, 0)
         self._models = LabelCap(max_models)
         self._adapters = LabelCap(max_adapters)
@@ -150,7 +155,10 @@ class SidecarCollector:
         wanted = self._wanted[backend.name]
         slots = self._slots[backend.name]
         snapshot, superseded = Snapshot(), Snapshot()
-        seen: set[str] = set()
+        # Each remembered line's cell holds the stamp of the last scrape that wrote it, so
+        # a line written twice in one payload is caught without a set built per scrape.
+        stamp = next(self._stamps)
+        unremembered: set[str] = set()
         found = False
         try:
             for line in text.split("\n"):
@@ -158,33 +166,40 @@ class SidecarCollector:
                     continue
                 cut = line.rfind(" ")
                 prefix = line[:cut]
-                group = slots.get(prefix)
-                if group is None:
+                cell = slots.get(prefix)
+                if cell is None:
                     group, value = self._slots_of(line, backend, wanted)
                     # Only a line whose value is its last token may be remembered by its
                     # prefix: a timestamp would otherwise be read as the value.
                     if prefix.endswith("}") or " " not in prefix:
                         size = len(prefix) + LINE_OVERHEAD + SLOT_OVERHEAD * len(group)
                         if self._slot_bytes[backend.name] + size <= SLOT_BYTES:
-                            slots[prefix] = group
+                            slots[prefix] = cell = [group, 0]
                             self._slot_bytes[backend.name] += size
                 else:
+                    group = cell[0]
                     value = float(line[cut + 1 :])
                 if not group:
                     continue
-                if prefix in seen:
+                if cell is not None:
+                    twice = cell[1] == stamp
+                    cell[1] = stamp
+                else:
+                    twice = prefix in unremembered
+                    unremembered.add(prefix)
+                if twice:
                     # The format allows a series once: which of two values is true is
                     # unknowable, so the payload is bad rather than summed or guessed.
                     raise ValueError(f"series written twice: {prefix}")
-                seen.add(prefix)
                 found = True
                 for slot in group:
                     into = superseded if slot.superseded else snapshot
-                    if slot.folded:
-                        into.folded.add(slot.folded)
-                    if slot.lora is not None:
-                        into.lora.setdefault(slot.series[1][0], []).append((value, slot.lora))
-                        continue
+                    if slot.rare:
+                        if slot.folded:
+                            into.folded.add(slot.folded)
+                        if slot.lora is not None:
+                            into.lora.setdefault(slot.series[1][0], []).append((value, slot.lora))
+                            continue
                     if not slot.histogram:
                         samples = into.values.get(slot.series)
                         if samples is None:
@@ -258,7 +273,7 @@ class SidecarCollector:
             group.append(
                 _Slot(
                     (rule.target.name, key), rule.kind, part, le, rule.scale, histogram, folded,
-                    rule.superseded, lora,
+                    rule.superseded, lora, bool(folded) or lora is not None,
                 )
             )  # fmt: skip
         return tuple(group), value
