@@ -20,10 +20,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.core import Metric
 
 from llm_slo_stack.exporters.upstream import scrape_timeout
 
@@ -117,21 +118,63 @@ def gzip_fast(app: WSGIApp) -> WSGIApp:
     return wrapped
 
 
+@runtime_checkable
+class Renders(Protocol):
+    """A collector that writes its own text format (the sidecar, for speed)."""
+
+    def render(self) -> bytes: ...
+
+
+def exposition(families: Iterable[Metric]) -> bytes:
+    """Families in the text format, as prometheus_client writes them."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(list(families)))
+    return generate_latest(registry)
+
+
+class _Fixed:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def rendering(collector: Renders) -> WSGIApp:
+    """A WSGI app answering every GET with the collector's own rendering."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        body = collector.render()
+        start_response(
+            "200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    return app
+
+
 def serve(
-    registry: CollectorRegistry,
+    collector: object,
     host: str,
     port: int,
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
 ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve `registry` at http://host:port/metrics in a background thread."""
+    """Serve a collector at http://host:port/metrics in a background thread: through its
+    own render() if it has one, else through prometheus_client's registry."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     server_class = type(
         "Server",
         (_ThreadingServer,),
         {"address_family": family, "max_connections": max_connections},
     )
-    app = gzip_fast(announced_timeout(make_wsgi_app(registry, disable_compression=True)))
+    if isinstance(collector, Renders):
+        inner = rendering(collector)
+    else:
+        registry = CollectorRegistry()
+        registry.register(collector)  # type: ignore[arg-type]
+        inner = make_wsgi_app(registry, disable_compression=True)
+    app = gzip_fast(announced_timeout(inner))
     handler = type("Handler", (_QuietHandler,), {"timeout": idle_timeout})
     server: WSGIServer = make_server(host, port, app, server_class, handler_class=handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -146,10 +189,8 @@ def run(collector: object, listen: str, program: str, what: str) -> int:
     except ValueError as error:
         print(f"{program}: --listen: {error}", file=sys.stderr)
         return 2
-    registry = CollectorRegistry()
-    registry.register(collector)  # type: ignore[arg-type]
     try:
-        server, thread = serve(registry, host, port)
+        server, thread = serve(collector, host, port)
     except OSError as error:
         print(f"{program}: cannot listen on {listen}: {error.strerror}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ listed, with its reason, among the unmapped."""
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -360,3 +361,49 @@ def test_the_readme_lists_every_unmapped_family_with_its_reason() -> None:
     readme = (ROOT / "exporters" / "README.md").read_text()
     missing = [name for name in catalog.UNMAPPED if f"`{name}`" not in readme]
     assert missing == []
+
+
+def revalued(text: str, factor: float) -> str:
+    """The same payload with every sample's value scaled: the shape kept, new values."""
+    return re.sub(
+        r"^([^#\n][^\n]*) ([^ \n]+)$",
+        lambda m: f"{m.group(1)} {float(m.group(2)) * factor!r}",
+        text,
+        flags=re.M,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        lambda: engines.vllm_both_generations().text,
+        lambda: engines.vllm_v0_engine().text,
+        lambda: engines.sglang_two_schedulers().text,
+        lambda: TRITON.read_text(),
+        lambda: (FIXTURES / "triton_vllm.metrics").read_text(),
+        lambda: (FIXTURES / "triton_trtllm.metrics").read_text(),
+        lambda: (FIXTURES / "tgi.metrics").read_text(),
+        lambda: (FIXTURES / "vllm_many_models.metrics").read_text(),
+    ],
+    ids=["vllm", "vllm-v0", "sglang", "triton", "triton-vllm", "triton-trtllm", "tgi", "many"],
+)
+def test_a_replayed_plan_gives_exactly_what_a_careful_read_gives(text: object) -> None:
+    """The third payload of one shape is replayed from the plan the first two made; it
+    must map to the very same floats as a fresh collector reading it line by line."""
+    payload = text()  # type: ignore[operator]
+    warm = SidecarCollector("http://127.0.0.1:9/", model="m", max_models=3)
+    warm.read(payload)
+    warm.read(revalued(payload, 2.0))
+    replayed = warm.read(revalued(payload, 3.5))
+    assert any(plan is not None for plan in warm._plans.values())
+    careful = SidecarCollector("http://127.0.0.1:9/", model="m", max_models=3)
+    fresh = careful.read(revalued(payload, 3.5))
+    assert scrape.samples(warm.families(replayed)) == scrape.samples(careful.families(fresh))
+    assert (replayed.histograms, replayed.values, replayed.kinds, replayed.folded) == (
+        fresh.histograms, fresh.values, fresh.kinds, fresh.folded,
+    )  # fmt: skip
+    # A payload of another shape is read line by line again, never replayed wrongly.
+    other = payload.replace("\n", "\n# a comment\n", 1)
+    assert scrape.samples(warm.families(warm.read(other))) == scrape.samples(
+        careful.families(careful.read(other))
+    )

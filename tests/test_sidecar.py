@@ -11,13 +11,13 @@ import requests
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters.catalog import VLLM
-from llm_slo_stack.exporters.serving import parse_listen
+from llm_slo_stack.exporters.serving import exposition, parse_listen
 from llm_slo_stack.exporters.sidecar import SidecarCollector
 from llm_slo_stack.exporters.upstream import ScrapeError, metrics_url
 from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.metrics import CURRENT, LEGACY
 from llm_slo_stack.simulator.server import Config, create_app
-from tests.support import loopback
+from tests.support import engines, loopback
 from tests.support.engines import through_exporter
 from tests.support.paths import FIXTURES
 from tests.support.scrape import Series, names, scrape, value
@@ -274,3 +274,31 @@ def test_a_remembered_line_with_a_garbage_value_is_still_bad() -> None:
     assert running(collector, f"{gauge} 3\n") == 3
     with pytest.raises(ScrapeError):
         collector.read(f"{gauge} three\n")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda: engines.vllm_both_generations().text,
+        lambda: engines.sglang_two_schedulers().text,
+        lambda: (FIXTURES / "triton_core.metrics").read_text(),
+        lambda: (FIXTURES / "vllm_many_models.metrics").read_text(),
+        # A model name needing escapes, and values that are not numbers.
+        lambda: (
+            f'{VLLM.RUNNING}{{engine="0",model_name="a\\\\b \\"q\\"\\nz"}} NaN\n'
+            f'{VLLM.PREEMPTIONS}_total{{engine="0",model_name="m"}} +Inf\n'
+            f'{VLLM.TTFT}_bucket{{engine="0",model_name="m",le="0.5"}} 1e+21\n'
+            f'{VLLM.TTFT}_bucket{{engine="0",model_name="m",le="+Inf"}} 1e+21\n'
+            f'{VLLM.TTFT}_count{{engine="0",model_name="m"}} 1e+21\n'
+            f'{VLLM.TTFT}_sum{{engine="0",model_name="m"}} 0.000001\n'
+        ),
+    ],
+    ids=["vllm", "sglang", "triton", "many-models", "escapes"],
+)
+def test_the_sidecars_own_text_is_byte_for_byte_what_prometheus_client_writes(
+    payload: object,
+) -> None:
+    text = payload()  # type: ignore[operator]
+    ours, reference = SidecarCollector("http://unused"), SidecarCollector("http://unused")
+    written = ours.text(ours.read(text)).encode()
+    assert written == exposition(reference.families(reference.read(text)))

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from llm_slo_stack.exporters import serving
@@ -117,10 +116,8 @@ def wait_until_up(url: str, process: subprocess.Popen[Any], seconds: float = 30)
 
 @contextmanager
 def exporter(collector: object, **options: Any) -> Iterator[str]:
-    """Serve a collector's registry over HTTP, as the exporter's CLI does; yields the URL."""
-    registry = CollectorRegistry()
-    registry.register(collector)  # type: ignore[arg-type]
-    server, thread = serving.serve(registry, HOST, 0, **options)
+    """Serve a collector over HTTP, as the exporter's CLI does; yields the URL."""
+    server, thread = serving.serve(collector, HOST, 0, **options)
     try:
         yield f"http://{HOST}:{server.server_port}/metrics"
     finally:
