@@ -95,25 +95,33 @@ class Snapshot:
             self.kinds.setdefault(name, kind)
 
 
-# A sample line's value: the last space-separated token of a line that is not a comment
-# (what `_read_lines` takes after line.rfind(" ")). _VALUE cuts it from every line, to
-# compare payloads' shapes.
-_DATA = re.compile(r"^[^#\n][^\n]* ([^ \n]+)$", re.M)
-_VALUE = re.compile(r" [^ \n]+$", re.M)
+# Every line's last space-separated token: a sample line's value (what `_read_lines`
+# takes after line.rfind(" ")), or a comment's last word. Splitting a payload on it gives
+# its shape (the text between the tokens) and the tokens, in one C-level pass.
+_LAST_TOKEN = re.compile(r" ([^ \n]+)$", re.M)
 Series = tuple[str, tuple[str, ...]]
 # A served series: its metric, label values, (bound, cumulative count)s or None, value.
 Row = tuple[catalog.Metric, tuple[str, ...], list[tuple[float, float]] | None, float]
+Getter = Callable[[list[float]], tuple[float, ...]]
+
+
+def shape_of(text: str) -> tuple[int, list[str]]:
+    """A payload's shape (a hash of everything but the last token of each line) and its
+    last tokens, in order."""
+    pieces = _LAST_TOKEN.split(text)
+    return hash(tuple(pieces[0::2])), pieces[1::2]
 
 
 @dataclass
 class _Plan:
-    """Where each value of a payload of one shape goes, by its index among the payload's
-    values: replayed with C-level sums, with the same additions in the same order as
+    """Where each value of a payload of one shape goes: replayed on the next payload of
+    that shape with C-level sums, the same additions in the same order as
     `_read_lines`, so both give the same floats."""
 
+    backend: Backend
     shape: int
-    # Per histogram series: per part (a bucket's bound, "sum" or "count"), the indices
-    # added and the scale of each.
+    # While being built: per histogram series, per part (a bucket's bound, "sum" or
+    # "count"), the (token index, scale)s added; per scalar series, the same.
     histograms: dict[Series, dict[float | str, list[tuple[int, float]]]] = field(
         default_factory=dict
     )
@@ -121,11 +129,13 @@ class _Plan:
     lora: list[tuple[str, tuple[str, str, str], int]] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
     folded: set[str] = field(default_factory=set)
-    # Per histogram part once settled: its getter of the values, and the scale of them
-    # all, or None and the (index, scale)s where they differ.
-    _getters: list[
-        tuple[Series, float | str, Callable[[list[str]], Any], float | None, list[Any]]
-    ] = field(default_factory=list)
+    # Once settled: the tokens read (in token order), and per series what replay does
+    # with their floats, by position among them.
+    _read: Callable[[list[str]], Any] = field(default=lambda tokens: ())
+    _histograms: list[tuple[Series, list[tuple[float, Getter]], Getter, Getter, float | None]] = (
+        field(default_factory=list)
+    )
+    _values: list[tuple[Series, list[tuple[int, float]]]] = field(default_factory=list)
 
     @staticmethod
     def add(into: _Plan, slot: _Slot, index: int) -> None:
@@ -144,7 +154,7 @@ class _Plan:
 
     def settle(self, superseded: _Plan) -> None:
         """Take the superseded sources' series that no current source fed (as
-        Snapshot.settle), then prepare a getter per part."""
+        Snapshot.settle), then index what replay reads."""
         for key, parts in superseded.histograms.items():
             self.histograms.setdefault(key, parts)
         for key, lines in superseded.values.items():
@@ -152,44 +162,66 @@ class _Plan:
         for name, kind in superseded.kinds.items():
             self.kinds.setdefault(name, kind)
         self.folded |= superseded.folded
-        for series, parts in self.histograms.items():
-            for part, lines in parts.items():
-                indices = [i for i, _ in lines]
-                scales = {scale for _, scale in lines}
-                scale = scales.pop() if len(scales) == 1 else None
-                get = operator.itemgetter(*indices) if len(indices) > 1 else _one(indices[0])
-                self._getters.append((series, part, get, scale, [] if scale else lines))
-        self.histograms = {}  # the getters hold what replay needs
+        read = sorted(
+            {i for parts in self.histograms.values() for lines in parts.values() for i, _ in lines}
+            | {i for lines in self.values.values() for i, _ in lines}
+            | {i for _, _, i in self.lora}
+        )
+        at = {index: position for position, index in enumerate(read)}
+        self._read = _getter(read)
 
-    def replay(self, values: list[str]) -> Snapshot:
+        def getter(lines: list[tuple[int, float]]) -> Getter:
+            return _getter([at[i] for i, _ in lines])
+
+        for series, parts in self.histograms.items():
+            buckets = [(p, getter(lines)) for p, lines in parts.items() if not isinstance(p, str)]
+            empty: list[tuple[int, float]] = []
+            count, total = parts.get("count", empty), parts.get("sum", empty)
+            scales = {scale for _, scale in total}
+            scale = scales.pop() if len(scales) == 1 else None
+            self._histograms.append((series, buckets, getter(count), getter(total), scale))
+            if scale is None and total:  # sums with different scales: kept line by line
+                self._values.append(
+                    ((series[0] + " sum", series[1]), [(at[i], s) for i, s in total])
+                )
+        self._values += [
+            (series, [(at[i], s) for i, s in lines]) for series, lines in self.values.items()
+        ]
+        self.lora = [(model, info, at[i]) for model, info, i in self.lora]
+        self.histograms, self.values = {}, {}
+
+    def replay(self, tokens: list[str]) -> Snapshot:
+        """The snapshot of a payload of this shape, from its last tokens; ValueError if
+        a value read is not a number."""
+        floats = list(map(float, self._read(tokens)))
         snapshot = Snapshot(kinds=dict(self.kinds), folded=set(self.folded))
-        histograms = snapshot.histograms
-        for series, part, get, scale, lines in self._getters:
-            histogram = histograms.get(series)
-            if histogram is None:
-                histogram = histograms[series] = _Histogram()
+        mixed = {series: [floats[i] * s for i, s in lines] for series, lines in self._values}
+        for series, buckets, count, total, scale in self._histograms:
+            histogram = _Histogram(
+                buckets=defaultdict(float, {le: sum(get(floats), 0.0) for le, get in buckets}),
+                count=sum(count(floats), 0.0),
+            )
             if scale == 1.0:
-                total = sum(map(float, get(values)), 0.0)
+                histogram.sum = sum(total(floats), 0.0)
             elif scale is not None:
-                total = sum([float(v) * scale for v in get(values)], 0.0)
+                histogram.sum = sum([f * scale for f in total(floats)], 0.0)
             else:
-                total = sum([float(values[i]) * s for i, s in lines], 0.0)
-            if part == "sum":
-                histogram.sum = total
-            elif part == "count":
-                histogram.count = total
-            else:
-                histogram.buckets[part] = total  # type: ignore[index]
-        for series, lines in self.values.items():
-            snapshot.values[series] = [float(values[i]) * s for i, s in lines]
-        for model, info, index in self.lora:
-            snapshot.lora.setdefault(model, []).append((float(values[index]), info))
+                histogram.sum = sum(mixed.pop((series[0] + " sum", series[1])), 0.0)
+            snapshot.histograms[series] = histogram
+        snapshot.values = mixed
+        for model, info, position in self.lora:
+            snapshot.lora.setdefault(model, []).append((floats[position], info))
         return snapshot
 
 
-def _one(index: int) -> Callable[[list[str]], tuple[str]]:
-    """A getter of one value as a 1-tuple (itemgetter with one index returns the item)."""
-    return lambda values: (values[index],)
+def _getter(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """The items at `positions` as a tuple (itemgetter returns a bare item for one)."""
+    if len(positions) == 1:
+        position = positions[0]
+        return lambda items: (items[position],)
+    if not positions:
+        return lambda items: ()
+    return operator.itemgetter(*positions)
 
 
 class SidecarCollector:
@@ -219,8 +251,8 @@ class SidecarCollector:
         # Per backend: line prefix -> [where its value goes, the stamp of its last scrape].
         self._slots: dict[str, dict[str, list[Any]]] = {name: {} for name in backends.BACKENDS}
         self._stamps = itertools.count(1)
-        self._plans: dict[str, _Plan | None] = {}
-        self._shapes: dict[str, int] = {}  # per backend, the shape of the last line-by-line read
+        self._plan: _Plan | None = None
+        self._shape = 0  # of the last payload read line by line
         self._slot_bytes = dict.fromkeys(backends.BACKENDS, 0)
         self._models = LabelCap(max_models)
         self._adapters = LabelCap(max_adapters)
@@ -251,21 +283,23 @@ class SidecarCollector:
         careful reads had, their mapping is replayed on its values (`_Plan`); otherwise
         each line is read (`_read_lines`).
         """
-        backend = self.backend or backends.detect(text)
-        if backend is None:
-            raise ScrapeError("bad_payload", "no vLLM, SGLang, TGI or Triton metric in the payload")
-        shape = hash(_VALUE.sub("", text))
-        plan = self._plans.get(backend.name)
-        if plan is not None and plan.shape == shape:
+        shape, tokens = shape_of(text)
+        plan = self._plan
+        if plan is not None and plan.shape == shape and self.backend in (None, plan.backend):
             try:
-                snapshot = plan.replay(_DATA.findall(text))
+                snapshot = plan.replay(tokens)
             except ValueError as error:
                 raise ScrapeError("bad_payload", f"ValueError: {error}") from None
         else:
+            backend = self.backend or backends.detect(text)
+            if backend is None:
+                raise ScrapeError(
+                    "bad_payload", "no vLLM, SGLang, TGI or Triton metric in the payload"
+                )
             snapshot = self._read_lines(text, backend)
-            if self._shapes.get(backend.name) == shape:  # the second time: worth a plan
-                self._plans[backend.name] = self._plan(text, backend, shape)
-            self._shapes[backend.name] = shape
+            if self._shape == shape:  # the second time: worth a plan
+                self._plan = self._planned(text, backend, shape)
+            self._shape = shape
         with self._lock:
             self._overflow += len(snapshot.folded)
         self._lora(snapshot)
@@ -347,13 +381,18 @@ class SidecarCollector:
         snapshot.folded |= superseded.folded
         return snapshot
 
-    def _plan(self, text: str, backend: Backend, shape: int) -> _Plan | None:
-        """The mapping of a payload just read, line by line in the order _DATA finds
-        them; None if a mapped line is not remembered (the cache is full)."""
+    def _planned(self, text: str, backend: Backend, shape: int) -> _Plan | None:
+        """The mapping of a payload just read, by the index of each line's last token;
+        None if a mapped line is not remembered (the cache is full)."""
         slots = self._slots[backend.name]
-        plan, superseded = _Plan(shape), _Plan(shape)
-        for index, match in enumerate(_DATA.finditer(text)):
-            cell = slots.get(match.string[match.start() : match.start(1) - 1])
+        plan, superseded = _Plan(backend, shape), _Plan(backend, shape)
+        pieces = _LAST_TOKEN.split(text)
+        for index in range(len(pieces) // 2):
+            before = pieces[2 * index]
+            line = before[before.rfind("\n") + 1 :]
+            if not line or line[0] == "#":
+                continue
+            cell = slots.get(line)
             if cell is None:
                 return None
             for slot in cell[0]:
@@ -497,14 +536,14 @@ class SidecarCollector:
             before, after = _label_text(names, key)
             labels = f"{before},{after}" if before and after else before or after
             if buckets is None:
-                out.append(f"{metric.name}{{{labels}}} {floatToGoString(value)}\n")
+                out.append(f"{metric.name}{{{labels}}} {_number(value)}\n")
                 continue
             head = f"{metric.name}_bucket{{{before}," if before else f"{metric.name}_bucket{{"
             tail = f",{after}}}" if after else "}"
-            out += [f'{head}le="{_le_text(le)}"{tail} {floatToGoString(n)}\n' for le, n in buckets]
+            out += [f'{head}le="{_le_text(le)}"{tail} {_number(n)}\n' for le, n in buckets]
             out.append(
-                f"{metric.name}_count{{{labels}}} {floatToGoString(buckets[-1][1])}\n"
-                f"{metric.name}_sum{{{labels}}} {floatToGoString(value)}\n"
+                f"{metric.name}_count{{{labels}}} {_number(buckets[-1][1])}\n"
+                f"{metric.name}_sum{{{labels}}} {_number(value)}\n"
             )
         return "".join(out)
 
@@ -557,6 +596,10 @@ def _label_text(names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, s
     before = ",".join(f'{n}="{v}"' for n, v in pairs if n < catalog.LE)
     after = ",".join(f'{n}="{v}"' for n, v in pairs if n > catalog.LE)
     return before, after
+
+
+# A value as prometheus_client writes it; a scrape repeats many (bucket counts), so cached.
+_number = functools.lru_cache(maxsize=65536)(floatToGoString)
 
 
 @functools.lru_cache(maxsize=4096)
