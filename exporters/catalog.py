@@ -355,6 +355,11 @@ class VLLM:
     LABEL_WAITING_LORA = "waiting_lora_adapters"
     ITERATION_TOKENS = "vllm:iteration_tokens_total"
     REQUEST_PARAMS_N = "vllm:request_params_n"
+    REQUEST_PARAMS_MAX_TOKENS = "vllm:request_params_max_tokens"
+    REQUEST_PROMPT_TOKENS = "vllm:request_prompt_tokens"  # histograms of lengths per request
+    REQUEST_GENERATION_TOKENS = "vllm:request_generation_tokens"
+    REQUEST_MAX_GENERATION_TOKENS = "vllm:request_max_num_generation_tokens"
+    CACHE_CONFIG = "vllm:cache_config_info"
     PROMPT_TOKENS = "vllm:prompt_tokens"
     GENERATION_TOKENS = "vllm:generation_tokens"
     PREEMPTIONS = "vllm:num_preemptions"
@@ -777,6 +782,11 @@ UNMAPPED = MappingProxyType(
         # vLLM
         VLLM.ITERATION_TOKENS: "tokens per engine step: capacity tuning, not on-call",
         VLLM.REQUEST_PARAMS_N: "a request parameter, not an outcome",
+        VLLM.REQUEST_PARAMS_MAX_TOKENS: "a request parameter, not an outcome",
+        VLLM.REQUEST_PROMPT_TOKENS: "prompt lengths: the token counters carry the totals",
+        VLLM.REQUEST_GENERATION_TOKENS: "output lengths: the token counters carry the totals",
+        VLLM.REQUEST_MAX_GENERATION_TOKENS: "a request's token budget, not an outcome",
+        VLLM.CACHE_CONFIG: "the engine's KV cache settings, as labels: not a serving series",
         VLLM.SPEC_DRAFTS: "draft steps: the token counters carry the acceptance ratio",
         VLLM.SPEC_ACCEPTED_PER_POSITION: (
             "acceptance per draft position: drafter tuning, not on-call"

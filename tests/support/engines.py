@@ -127,6 +127,17 @@ def vllm_both_generations() -> Payload:
     ):
         p.histogram(name, names, REQUEST_LATENCY_BOUNDS, observed)
     p.histogram(VLLM.ITERATION_TOKENS, names, ITERATION_TOKEN_BOUNDS, {e0: [8, 64]})
+    # Lengths per request, on build_1_2_5_buckets(max_model_len): unmapped.
+    lengths = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+    for name, observed in (
+        (VLLM.REQUEST_PROMPT_TOKENS, {e0: [300.0, 600.0], e1: [300.0]}),
+        (VLLM.REQUEST_GENERATION_TOKENS, {e0: [40.0, 80.0], e1: [40.0]}),
+        (VLLM.REQUEST_MAX_GENERATION_TOKENS, {e0: [512.0, 512.0], e1: [256.0]}),
+        (VLLM.REQUEST_PARAMS_MAX_TOKENS, {e0: [512.0, 512.0], e1: [256.0]}),
+        (VLLM.REQUEST_PARAMS_N, {e0: [1.0, 1.0], e1: [1.0]}),
+    ):
+        p.histogram(name, names, lengths, observed)
+    p.gauge(VLLM.CACHE_CONFIG, ("block_size", "cache_dtype"), {("16", "auto"): 1})
     p.gauge(VLLM.RUNNING, names, {e0: 3, e1: 2})
     p.gauge(VLLM.WAITING, names, {e0: 5, e1: 0})
     p.gauge(VLLMLegacy.KV_CACHE, names, {e0: 0.25, e1: 0.75})
