@@ -222,12 +222,54 @@ LORA_ADAPTER = Metric(
 STATE_RUNNING = "running"
 STATE_WAITING = "waiting"
 
+# The client's view, from the tracing middleware or proxy: the server's time plus the
+# gateway's and the network's. A different quantity from the server's, so its own names
+# (as OpenTelemetry splits client and server metrics): no sum over jobs can add the two.
+CLIENT_TIME_TO_FIRST_TOKEN = Metric(
+    "llm_client_time_to_first_token_seconds", HISTOGRAM, "seconds",
+    "Time from a request's arrival at the gateway to the first token the client was sent: "
+    "streamed answers that succeeded with tokens.",
+    (MODEL,), TTFT_BUCKETS,
+)  # fmt: skip
+CLIENT_INTER_TOKEN_LATENCY = Metric(
+    "llm_client_inter_token_latency_seconds", HISTOGRAM, "seconds",
+    "Gaps between the chunks carrying tokens that the client was sent (streamed answers).",
+    (MODEL,), ITL_BUCKETS,
+)  # fmt: skip
+CLIENT_TIME_PER_OUTPUT_TOKEN = Metric(
+    "llm_client_time_per_output_token_seconds", HISTOGRAM, "seconds",
+    "A streamed answer's time from its first token to its last over its tokens after the "
+    "first, as the client was sent them.",
+    (MODEL,), ITL_BUCKETS,
+)  # fmt: skip
+CLIENT_E2E_REQUEST_LATENCY = Metric(
+    "llm_client_e2e_request_latency_seconds", HISTOGRAM, "seconds",
+    "Time from a request's arrival at the gateway to the end of its answer (successes).",
+    (MODEL,), E2E_BUCKETS,
+)  # fmt: skip
+CLIENT_REQUESTS = Metric(
+    "llm_client_requests_total", COUNTER, "requests",
+    "Requests the gateway answered, by outcome as the client saw it: success, error, "
+    "aborted, rejected, invalid.",
+    (MODEL, OUTCOME),
+)  # fmt: skip
 REQUESTS_GOODPUT = Metric(
-    "llm_requests_goodput_total", COUNTER, "requests",
+    "llm_client_requests_goodput_total", COUNTER, "requests",
     "Successful requests that met both their TTFT and their TPOT targets (DistServe's "
-    "goodput), counted where each request is seen whole.",
+    "goodput): a stream by its own TTFT and TPOT, a whole answer by arriving no later than "
+    "a stream meeting both would have ended.",
     (MODEL,),
 )  # fmt: skip
+CLIENT_PHASES: MappingProxyType[str, Metric] = MappingProxyType(
+    {
+        "ttft": CLIENT_TIME_TO_FIRST_TOKEN,
+        "itl": CLIENT_INTER_TOKEN_LATENCY,
+        "tpot": CLIENT_TIME_PER_OUTPUT_TOKEN,
+        "e2e": CLIENT_E2E_REQUEST_LATENCY,
+    }
+)
+CLIENT_METRICS = (*CLIENT_PHASES.values(), CLIENT_REQUESTS, REQUESTS_GOODPUT)
+UNKNOWN_MODEL = "__unknown__"  # a model the upstream has not yet served: takes no label slot
 
 # The latency phases, by the names SLO files use for them.
 PHASES: MappingProxyType[str, Metric] = MappingProxyType(

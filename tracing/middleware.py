@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completio
 FIRST_TOKEN_EVENT = "gen_ai.first_token"
 OUTCOME_ATTRIBUTE = "llm.request.outcome"
 DEFAULT_MAX_MODELS = 64
+MAX_NAME = 128  # characters of a model name kept in labels and span names
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +63,12 @@ class Targets:
         }
         return cls(thresholds.get("ttft"), thresholds.get("tpot", thresholds.get("itl")))
 
+    def within(self, e2e: float, tokens: int) -> bool:
+        """A whole (non-streamed) answer met both targets if it arrived no later than a
+        stream meeting both would have ended: TTFT plus TPOT for each token after the first."""
+        budget = math.inf if self.ttft is None else self.ttft
+        return e2e <= budget + (self.tpot or 0.0) * max(tokens - 1, 0)
+
     def met(self, ttft: float | None, tpot: float | None) -> bool:
         ttft_ok = self.ttft is None or (ttft is not None and ttft <= self.ttft)
         tpot_ok = self.tpot is None or tpot is None or tpot <= self.tpot  # one token: no TPOT
@@ -79,11 +87,11 @@ class RequestMetrics:
         def counter(metric: catalog.Metric) -> Counter:
             return Counter(metric.name, metric.help, metric.labels, registry=registry)
 
-        self.ttft = histogram(catalog.TIME_TO_FIRST_TOKEN)
-        self.itl = histogram(catalog.INTER_TOKEN_LATENCY)
-        self.tpot = histogram(catalog.TIME_PER_OUTPUT_TOKEN)
-        self.e2e = histogram(catalog.E2E_REQUEST_LATENCY)
-        self.requests = counter(catalog.REQUESTS)
+        self.ttft = histogram(catalog.CLIENT_TIME_TO_FIRST_TOKEN)
+        self.itl = histogram(catalog.CLIENT_INTER_TOKEN_LATENCY)
+        self.tpot = histogram(catalog.CLIENT_TIME_PER_OUTPUT_TOKEN)
+        self.e2e = histogram(catalog.CLIENT_E2E_REQUEST_LATENCY)
+        self.requests = counter(catalog.CLIENT_REQUESTS)
         self.goodput = counter(catalog.REQUESTS_GOODPUT)
 
 
@@ -123,7 +131,7 @@ class _Exchange:
     def request(self) -> dict[str, Any]:
         try:
             parsed = json.loads(b"".join(self.body) or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
             return {}
         return parsed if isinstance(parsed, dict) else {}
 
@@ -141,6 +149,7 @@ class LLMTracingMiddleware:
         capture_content: bool = False,
         provider_name: str = "vllm",
         max_models: int = DEFAULT_MAX_MODELS,
+        models: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
@@ -149,6 +158,8 @@ class LLMTracingMiddleware:
         self.capture_content = capture_content
         self.provider_name = provider_name
         self.models = LabelCap(max_models)
+        self.allowed = frozenset(models)  # model names that take a label slot from the start
+        self.known: set[str] = set()  # names the upstream has served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         operation = OPERATIONS.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -221,6 +232,12 @@ class LLMTracingMiddleware:
 
     def _read_events(self, exchange: _Exchange, body: bytes) -> None:
         data = exchange.buffer + body if exchange.buffer else body
+        held = False
+        if b"\r" in data:
+            # SSE lines may end in \r\n or \r (sse-starlette writes \r\n): made \n here.
+            # A \r that ends the data may be half of a \r\n: it waits for the next chunk.
+            held = data.endswith(b"\r")
+            data = (data[:-1] if held else data).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         while (end := data.find(b"\n\n")) != -1:
             event, data = data[:end], data[end + 2 :]
             lines = (event,) if b"\n" not in event else event.split(b"\n")
@@ -232,7 +249,7 @@ class LLMTracingMiddleware:
                     exchange.complete = True
                 elif payload and not self._plain_token(exchange, payload):
                     self._read_chunk(exchange, json.loads(payload))
-        exchange.buffer = data
+        exchange.buffer = data + b"\r" if held else data
 
     def _plain_token(self, exchange: _Exchange, payload: bytes) -> bool:
         """Count a chunk that only carries one choice's next token without parsing it.
@@ -298,16 +315,35 @@ class LLMTracingMiddleware:
             return None  # the client's mistake: not the server's availability
         return catalog.OUTCOME_SUCCESS if exchange.complete else catalog.OUTCOME_ERROR
 
+    def _label(self, model: str, served: bool) -> str:
+        """The model label: a name takes a slot only once the upstream has served it (a
+        2xx answer naming it) or it is in the allow-list; any other is
+        catalog.UNKNOWN_MODEL, so requests naming made-up models cannot fill the cap."""
+        if served or model in self.known or model in self.allowed:
+            label = self.models.admit(model)
+            if label == model:
+                self.known.add(model)  # bounded by the cap: only admitted names are kept
+            return label
+        return catalog.UNKNOWN_MODEL
+
     def _finish(self, exchange: _Exchange, span: trace.Span, scope: Scope) -> None:
         end = time.perf_counter()
         request = exchange.request()
-        model = str(request.get("model") or exchange.response_model or "unknown")
-        label = self.models.admit(exchange.response_model or model)
+        model = str(request.get("model") or exchange.response_model or "unknown")[:MAX_NAME]
         outcome = self._outcome(exchange)
-        ttft = None if exchange.first_token is None else exchange.first_token - exchange.start
+        served = 200 <= exchange.status < 300 and (
+            bool(exchange.response_model) or outcome == catalog.OUTCOME_SUCCESS
+        )
+        label = self._label(exchange.response_model[:MAX_NAME] or model, served)
+        # Latencies of answers that succeeded only: an error answer's few milliseconds
+        # would make an overload look fast. TTFT, gaps and TPOT only where the client saw
+        # tokens arrive (a stream); a whole answer at once has an end-to-end time only.
+        timed = outcome == catalog.OUTCOME_SUCCESS
+        streamed = timed and exchange.streamed and exchange.first_token is not None
+        ttft = exchange.first_token - exchange.start if streamed else None  # type: ignore[operator]
         tokens = exchange.usage.get("completion_tokens") or exchange.chunks
         decode = (exchange.last_token or 0) - (exchange.first_token or 0)
-        tpot = decode / (tokens - 1) if tokens > 1 and exchange.first_token is not None else None
+        tpot = decode / (tokens - 1) if streamed and tokens > 1 else None
         context_ = span.get_span_context()
         exemplar = (
             {"trace_id": format(context_.trace_id, "032x")}
@@ -317,13 +353,15 @@ class LLMTracingMiddleware:
         m = self.metrics
         if ttft is not None:
             m.ttft.labels(label).observe(ttft, exemplar)
-        for gap in exchange.gaps:
-            m.itl.labels(label).observe(gap, exemplar)
-        if outcome == catalog.OUTCOME_SUCCESS:
-            m.e2e.labels(label).observe(end - exchange.start, exemplar)
+            for gap in exchange.gaps:
+                m.itl.labels(label).observe(gap, exemplar)
             if tpot is not None:
                 m.tpot.labels(label).observe(tpot, exemplar)
-            if self.targets.met(ttft, tpot):
+        if timed:
+            e2e = end - exchange.start
+            m.e2e.labels(label).observe(e2e, exemplar)
+            met = self.targets.met(ttft, tpot) if streamed else self.targets.within(e2e, tokens)
+            if met:
                 m.goodput.labels(label).inc()
         if outcome is not None:
             m.requests.labels(label, outcome).inc()
