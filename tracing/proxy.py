@@ -1,14 +1,24 @@
 """`llm-trace-proxy`: a streaming reverse proxy in front of an OpenAI-compatible server,
 with the tracing middleware, forwarding `traceparent` so that the server's own span
 (vLLM's request span, with --otlp-traces-endpoint) becomes a child of the proxy's.
-It serves its own /metrics."""
+It serves its own /metrics.
+
+Bounded against a bad upstream or client: a connect timeout, a first-byte timeout (the
+answer's headers; a non-streamed answer sends them only when it is done, so the default
+is long) and an idle timeout between chunks (a generation still streaming is never
+cut); a request-body limit; the upstream request is dropped as soon as the client goes,
+even before the upstream has answered. On SIGTERM it stops accepting, lets in-flight
+streams finish (up to --drain-timeout), then flushes its spans before it exits.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -30,6 +40,26 @@ HOP_BY_HOP = frozenset(
      "transfer-encoding", "upgrade", "host", "content-length"}
 )  # fmt: skip
 CONNECT_TIMEOUT = 5.0
+FIRST_BYTE_TIMEOUT = 600.0  # a non-streamed answer's headers come when it is done
+IDLE_TIMEOUT = 120.0  # between chunks of an answer: far above any inter-token gap
+MAX_BODY = 16 * 1024 * 1024  # bytes of a request body; a chat request is kilobytes
+DRAIN_TIMEOUT = 60.0  # seconds in-flight streams get to finish on SIGTERM
+
+
+@dataclass(frozen=True)
+class Limits:
+    connect: float = CONNECT_TIMEOUT
+    first_byte: float = FIRST_BYTE_TIMEOUT
+    idle: float = IDLE_TIMEOUT
+    max_body: int = MAX_BODY
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    """An error in the OpenAI server's shape."""
+    return JSONResponse({"object": "error", "message": message, "code": status}, status)
 
 
 def create_app(
@@ -38,8 +68,11 @@ def create_app(
     registry: CollectorRegistry | None = None,
     targets: Targets | None = None,
     capture_content: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LLMTracingMiddleware:
-    """The proxy as an ASGI app: forwarding inside, the middleware around it."""
+    """The proxy as an ASGI app: forwarding inside, the middleware around it. At
+    shutdown (after uvicorn has drained the in-flight requests) it closes its upstream
+    connections and flushes the tracer provider's spans."""
     registry = CollectorRegistry() if registry is None else registry
     sessions: list[aiohttp.ClientSession] = []  # made in the server's event loop, on first use
 
@@ -50,7 +83,9 @@ def create_app(
             sessions.append(
                 aiohttp.ClientSession(
                     base_url=upstream.rstrip("/"),
-                    timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT),
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=limits.connect, sock_read=limits.idle
+                    ),
                     connector=aiohttp.TCPConnector(limit=0),
                     auto_decompress=False,
                 )
@@ -63,25 +98,35 @@ def create_app(
 
     async def forward(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        propagate.inject(
-            headers
-        )  # the middleware's span is current: the server's span is its child
-        try:
-            answer = await session().request(
+        propagate.inject(headers)  # the middleware's span is current: the server's is its child
+        body = await _body(request, limits.max_body)
+        if body is None:
+            return _error(413, f"request body over {limits.max_body} bytes")
+        call = asyncio.ensure_future(
+            session().request(
                 request.method,
                 request.url.path,
                 params=list(request.query_params.multi_items()),
                 headers=headers,
-                # Request bodies are small JSON: sent whole, with a length, not chunked.
-                data=await request.body(),
+                data=body,  # small JSON: sent whole, with a length, not chunked
             )
-        except (aiohttp.ClientError, OSError) as error:
-            body = {
-                "object": "error",
-                "message": f"upstream unreachable: {type(error).__name__}",
-                "code": 502,
-            }
-            return JSONResponse(body, status_code=502)
+        )
+        gone = asyncio.ensure_future(_disconnected(request))
+        done, _ = await asyncio.wait(
+            {call, gone}, timeout=limits.first_byte, return_when=asyncio.FIRST_COMPLETED
+        )
+        gone.cancel()
+        if call not in done:  # the client left, or the upstream is silent: drop the call
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, OSError):
+                await call
+            if gone in done:
+                return Response(status_code=499)  # nobody reads it: the client has gone
+            return _error(504, f"upstream sent no answer within {limits.first_byte:g}s")
+        try:
+            answer = call.result()
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            return _error(502, f"upstream unreachable: {type(error).__name__}")
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
         return StreamingResponse(
             _relay(answer),
@@ -95,6 +140,11 @@ def create_app(
         yield
         for open_session in sessions:
             await open_session.close()
+        # Here, not after uvicorn.run(): on SIGTERM uvicorn re-raises the signal once it
+        # has shut down, and the process would die with its spans still queued.
+        flush = getattr(tracer_provider, "force_flush", None)
+        if flush is not None:
+            flush()
 
     app = Starlette(
         routes=[
@@ -110,6 +160,28 @@ def create_app(
         targets=targets,
         capture_content=capture_content,
     )
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it passes `limit` bytes (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (its body already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
 
 
 async def _relay(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -138,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--capture-content", action="store_true", help="put prompts and completions in spans"
     )
+    for flag, default, meaning in (
+        ("--connect-timeout", CONNECT_TIMEOUT, "seconds to connect to the upstream"),
+        ("--first-byte-timeout", FIRST_BYTE_TIMEOUT, "seconds to the upstream's answer headers"),
+        ("--idle-timeout", IDLE_TIMEOUT, "seconds between chunks of an answer"),
+        ("--drain-timeout", DRAIN_TIMEOUT, "seconds in-flight requests get on SIGTERM"),
+    ):
+        parser.add_argument(flag, type=float, default=default, metavar="S", help=meaning)
+    parser.add_argument("--max-body", type=int, default=MAX_BODY, metavar="BYTES")
     args = parser.parse_args(argv)
     try:
         host, port = serving.parse_listen(args.listen)
@@ -155,10 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     except provider.ConfigError as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 2
+    limits = Limits(args.connect_timeout, args.first_byte_timeout, args.idle_timeout, args.max_body)
     app = create_app(
-        args.upstream, tracer_provider, targets=targets, capture_content=args.capture_content
+        args.upstream,
+        tracer_provider,
+        targets=targets,
+        capture_content=args.capture_content,
+        limits=limits,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(args.drain_timeout),
+    )
     tracer_provider.shutdown()
     return 0
 
