@@ -452,3 +452,36 @@ def test_a_bad_otel_setting_is_one_line_naming_it(variable: str, value: str) -> 
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert repr(value) in run.stderr and variable in run.stderr
+
+
+def test_two_middleware_instances_in_one_process_each_own_their_registry() -> None:
+    first, second = LLMTracingMiddleware(stream_app), LLMTracingMiddleware(stream_app)  # type: ignore[arg-type]
+    assert first.registry is not second.registry  # the default registry would refuse the second
+
+
+def test_every_request_is_counted_once_under_uvicorn_workers(tmp_path: Path) -> None:
+    """`uvicorn --workers 2` with PROMETHEUS_MULTIPROC_DIR: whichever worker answers a
+    scrape, it shows all 20 requests (without it, scrapes alternate between workers)."""
+    port = loopback.free_port()
+    base = f"http://{loopback.HOST}:{port}"
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.support.gateway:app", "--workers", "2",
+        "--host", loopback.HOST, "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    sample = (catalog.CLIENT_REQUESTS.name, frozenset({("model", "gw"), ("outcome", "success")}))
+    try:
+        loopback.wait_until_up(f"{base}/metrics/", process)
+        for _ in range(20):  # a new connection each: the workers share them out
+            requests.post(
+                f"{base}/v1/completions",
+                json={"model": "gw", "prompt": "x"},
+                headers={"Connection": "close"},
+                timeout=10,
+            ).raise_for_status()
+        counts = [scrape(f"{base}/metrics/").get(sample) for _ in range(6)]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert counts == [20.0] * 6

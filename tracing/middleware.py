@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app, multiprocess
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters.cardinality import LabelCap
@@ -42,6 +43,7 @@ OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completio
 FIRST_TOKEN_EVENT = "gen_ai.first_token"
 OUTCOME_ATTRIBUTE = "llm.request.outcome"
 DEFAULT_MAX_MODELS = 64
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 MAX_NAME = 128  # characters of a model name kept in labels and span names
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,9 @@ class LLMTracingMiddleware:
     ) -> None:
         self.app = app
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        self.metrics = RequestMetrics(REGISTRY if registry is None else registry)
+        # Its own registry unless given one: two instances in one process never collide.
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.metrics = RequestMetrics(self.registry)
         self.targets = targets or Targets()
         self.capture_content = capture_content
         self.provider_name = provider_name
@@ -426,6 +430,18 @@ class LLMTracingMiddleware:
                 span.set_status(Status(StatusCode.ERROR))
         elif outcome is None:
             span.set_attribute("error.type", str(exchange.status))
+
+
+def metrics_app(registry: CollectorRegistry) -> ASGIApp:
+    """An ASGI app serving the middleware's metrics. Under several worker processes
+    (`uvicorn --workers N`), set PROMETHEUS_MULTIPROC_DIR to an empty folder before the
+    workers start: every worker then writes its counts there and this app adds them up,
+    so each scrape sees every request once, whichever worker answers it (prometheus_client's
+    multiprocess mode; it keeps no exemplars)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return make_asgi_app(registry)
 
 
 def _ns_at(moment: float) -> int:
