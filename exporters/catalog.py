@@ -19,6 +19,7 @@ MODEL = "model"
 OUTCOME = "outcome"
 STATE = "state"
 ADAPTER = "adapter"
+TENANT = "tenant"
 LE = "le"
 QUANTILE = "quantile"
 SLO = "slo"
@@ -253,6 +254,16 @@ CLIENT_REQUESTS = Metric(
     "aborted, rejected, invalid.",
     (MODEL, OUTCOME),
 )  # fmt: skip
+CLIENT_PROMPT_TOKENS = Metric(
+    "llm_client_prompt_tokens_total", COUNTER, "tokens",
+    "Prompt tokens of the requests the gateway passed on (from each answer's usage).",
+    (MODEL,),
+)  # fmt: skip
+CLIENT_GENERATION_TOKENS = Metric(
+    "llm_client_generation_tokens_total", COUNTER, "tokens",
+    "Output tokens the client was sent (the answer's usage, else the chunks with text).",
+    (MODEL,),
+)  # fmt: skip
 REQUESTS_GOODPUT = Metric(
     "llm_client_requests_goodput_total", COUNTER, "requests",
     "Successful requests that met both their TTFT and their TPOT targets (DistServe's "
@@ -268,7 +279,18 @@ CLIENT_PHASES: MappingProxyType[str, Metric] = MappingProxyType(
         "e2e": CLIENT_E2E_REQUEST_LATENCY,
     }
 )
-CLIENT_METRICS = (*CLIENT_PHASES.values(), CLIENT_REQUESTS, REQUESTS_GOODPUT)
+CLIENT_METRICS = (
+    *CLIENT_PHASES.values(), CLIENT_REQUESTS, CLIENT_PROMPT_TOKENS, CLIENT_GENERATION_TOKENS,
+    REQUESTS_GOODPUT,
+)  # fmt: skip
+# With a tenant source configured, the client-side counters carry one more label.
+TENANT_COUNTERS = (
+    CLIENT_REQUESTS,
+    CLIENT_PROMPT_TOKENS,
+    CLIENT_GENERATION_TOKENS,
+    REQUESTS_GOODPUT,
+)
+NO_TENANT = "__none__"  # a request that names no tenant
 UNKNOWN_MODEL = "__unknown__"  # a model the upstream has not yet served: takes no label slot
 
 # The latency phases, by the names SLO files use for them.

@@ -485,3 +485,52 @@ def test_every_request_is_counted_once_under_uvicorn_workers(tmp_path: Path) -> 
         process.terminate()
         process.wait(timeout=30)
     assert counts == [20.0] * 6
+
+
+def test_tenants_from_a_header_or_a_hash_of_the_api_key_never_the_key() -> None:
+    registry = CollectorRegistry()
+    app = Starlette(routes=[Route("/v1/chat/completions", stream_app, methods=["POST"])])
+    wrapped = LLMTracingMiddleware(
+        app, registry=registry, tenant_header="X-Tenant", tenant_from_api_key=True, max_tenants=2
+    )
+    secret = "sk-do-not-leak-0123456789"
+    with loopback.asgi(wrapped) as base:
+        for headers in (
+            {"X-Tenant": "acme"},
+            {"X-Tenant": "acme"},
+            {"Authorization": f"Bearer {secret}"},
+            {"X-Tenant": "third"},  # past the cap of 2
+            {},
+        ):
+            requests.post(
+                f"{base}/v1/chat/completions",
+                json={"model": "m", "messages": []},
+                headers=headers,
+                timeout=10,
+            ).raise_for_status()
+    from prometheus_client import generate_latest
+
+    assert secret not in generate_latest(registry).decode()
+    by_tenant = {
+        dict(labels)[catalog.TENANT]: v
+        for (name, labels), v in samples_of_registry(registry).items()
+        if name == catalog.CLIENT_REQUESTS.name
+    }
+    hashed = next(t for t in by_tenant if t.startswith("key-"))
+    assert by_tenant == {"acme": 2, hashed: 1, catalog.OVERFLOW_VALUE: 1, catalog.NO_TENANT: 1}
+    tokens = {
+        dict(labels)[catalog.TENANT]: v
+        for (name, labels), v in samples_of_registry(registry).items()
+        if name == catalog.CLIENT_GENERATION_TOKENS.name
+    }
+    assert tokens["acme"] == 4  # two streams of two chunks with text each
+
+
+def samples_of_registry(
+    registry: CollectorRegistry,
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }

@@ -16,6 +16,7 @@ dropped. Prompt and completion text reach the span only with `capture_content=Tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completio
 FIRST_TOKEN_EVENT = "gen_ai.first_token"
 OUTCOME_ATTRIBUTE = "llm.request.outcome"
 DEFAULT_MAX_MODELS = 64
+DEFAULT_MAX_TENANTS = 64
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 MAX_NAME = 128  # characters of a model name kept in labels and span names
 log = logging.getLogger(__name__)
@@ -78,22 +80,26 @@ class Targets:
 
 
 class RequestMetrics:
-    """The catalog histograms and counters the middleware owns, in one registry."""
+    """The client-side histograms and counters the middleware owns, in one registry; the
+    counters also by tenant when the middleware has a tenant source."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, tenants: bool = False) -> None:
         def histogram(metric: catalog.Metric) -> Histogram:
             return Histogram(
                 metric.name, metric.help, metric.labels, buckets=metric.buckets, registry=registry
             )
 
         def counter(metric: catalog.Metric) -> Counter:
-            return Counter(metric.name, metric.help, metric.labels, registry=registry)
+            labels = (*metric.labels, catalog.TENANT) if tenants else metric.labels
+            return Counter(metric.name, metric.help, labels, registry=registry)
 
         self.ttft = histogram(catalog.CLIENT_TIME_TO_FIRST_TOKEN)
         self.itl = histogram(catalog.CLIENT_INTER_TOKEN_LATENCY)
         self.tpot = histogram(catalog.CLIENT_TIME_PER_OUTPUT_TOKEN)
         self.e2e = histogram(catalog.CLIENT_E2E_REQUEST_LATENCY)
         self.requests = counter(catalog.CLIENT_REQUESTS)
+        self.prompt_tokens = counter(catalog.CLIENT_PROMPT_TOKENS)
+        self.generation_tokens = counter(catalog.CLIENT_GENERATION_TOKENS)
         self.goodput = counter(catalog.REQUESTS_GOODPUT)
 
 
@@ -120,6 +126,7 @@ class _Exchange:
     response_model: str = ""
     finish_reasons: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
 
     def token(self, now: float) -> None:
         """A chunk that carried generated text arrived at `now` (perf_counter)."""
@@ -152,12 +159,19 @@ class LLMTracingMiddleware:
         provider_name: str = "vllm",
         max_models: int = DEFAULT_MAX_MODELS,
         models: Iterable[str] = (),
+        tenant_header: str | None = None,
+        tenant_from_api_key: bool = False,
+        max_tenants: int = DEFAULT_MAX_TENANTS,
     ) -> None:
         self.app = app
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         # Its own registry unless given one: two instances in one process never collide.
         self.registry = CollectorRegistry() if registry is None else registry
-        self.metrics = RequestMetrics(self.registry)
+        self.tenant_header = tenant_header.lower() if tenant_header else None
+        self.tenant_from_api_key = tenant_from_api_key
+        self.tenants = LabelCap(max_tenants)
+        tenanted = bool(self.tenant_header or tenant_from_api_key)
+        self.metrics = RequestMetrics(self.registry, tenants=tenanted)
         self.targets = targets or Targets()
         self.capture_content = capture_content
         self.provider_name = provider_name
@@ -172,6 +186,8 @@ class LLMTracingMiddleware:
             return
         exchange = _Exchange(operation, time.perf_counter())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.tenant_header or self.tenant_from_api_key:
+            exchange.tenant = (self._tenant(headers),)
         parent = propagate.extract(headers)
         span = self.tracer.start_span(operation, context=parent, kind=SpanKind.SERVER)
 
@@ -298,8 +314,12 @@ class LLMTracingMiddleware:
     ) -> None:
         exchange.response_id = exchange.response_id or str(data.get("id", ""))
         exchange.response_model = exchange.response_model or str(data.get("model", ""))
-        if isinstance(data.get("usage"), dict):
-            exchange.usage = data["usage"]
+        if isinstance(data.get("usage"), dict):  # counts only: anything else is not used
+            exchange.usage = {
+                k: v
+                for k, v in data["usage"].items()
+                if isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            }
         if choices:
             for choice in data.get("choices") or []:
                 if choice.get("finish_reason"):
@@ -318,6 +338,16 @@ class LLMTracingMiddleware:
         if exchange.status >= 400:
             return None  # the client's mistake: not the server's availability
         return catalog.OUTCOME_SUCCESS if exchange.complete else catalog.OUTCOME_ERROR
+
+    def _tenant(self, headers: dict[str, str]) -> str:
+        """The tenant: the configured header's value, else a hash of the API key (never
+        the key itself), capped like the model label."""
+        tenant = headers.get(self.tenant_header or "", "")[:MAX_NAME]
+        if not tenant and self.tenant_from_api_key:
+            scheme, _, key = headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and key:
+                tenant = "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.tenants.admit(tenant) if tenant else catalog.NO_TENANT
 
     def _label(self, model: str, served: bool) -> str:
         """The model label: a name takes a slot only once the upstream has served it (a
@@ -366,9 +396,13 @@ class LLMTracingMiddleware:
             m.e2e.labels(label).observe(e2e, exemplar)
             met = self.targets.met(ttft, tpot) if streamed else self.targets.within(e2e, tokens)
             if met:
-                m.goodput.labels(label).inc()
+                m.goodput.labels(label, *exchange.tenant).inc()
         if outcome is not None:
-            m.requests.labels(label, outcome).inc()
+            m.requests.labels(label, outcome, *exchange.tenant).inc()
+        if exchange.usage.get("prompt_tokens"):
+            m.prompt_tokens.labels(label, *exchange.tenant).inc(exchange.usage["prompt_tokens"])
+        if tokens:
+            m.generation_tokens.labels(label, *exchange.tenant).inc(tokens)
         self._annotate(span, exchange, request, model, outcome, ttft, tpot, end, scope)
         span.end()
 

@@ -69,6 +69,8 @@ def create_app(
     targets: Targets | None = None,
     capture_content: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    tenant_header: str | None = None,
+    tenant_from_api_key: bool = False,
 ) -> LLMTracingMiddleware:
     """The proxy as an ASGI app: forwarding inside, the middleware around it. At
     shutdown (after uvicorn has drained the in-flight requests) it closes its upstream
@@ -159,6 +161,8 @@ def create_app(
         registry=registry,
         targets=targets,
         capture_content=capture_content,
+        tenant_header=tenant_header,
+        tenant_from_api_key=tenant_from_api_key,
     )
 
 
@@ -218,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     ):
         parser.add_argument(flag, type=float, default=default, metavar="S", help=meaning)
     parser.add_argument("--max-body", type=int, default=MAX_BODY, metavar="BYTES")
+    parser.add_argument(
+        "--tenant-header", metavar="NAME", help="label the client-side counters by this header"
+    )
+    parser.add_argument(
+        "--tenant-from-api-key",
+        action="store_true",
+        help="else by a hash of the bearer API key (never the key itself)",
+    )
     args = parser.parse_args(argv)
     try:
         host, port = serving.parse_listen(args.listen)
@@ -242,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         targets=targets,
         capture_content=args.capture_content,
         limits=limits,
+        tenant_header=args.tenant_header,
+        tenant_from_api_key=args.tenant_from_api_key,
     )
     uvicorn.run(
         app,
