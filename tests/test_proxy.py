@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.server import Config
@@ -141,3 +144,43 @@ def test_sigterm_drains_in_flight_streams_then_flushes_every_span() -> None:
         spans = got.wait_for(f"chat {MODEL}", 23, seconds=5)
     assert all(a.status_code == 200 and a.text.rstrip().endswith("[DONE]") for a in answers)
     assert len(spans) == 23
+
+
+class Recording(Sampler):
+    """Samples everything and keeps what each span showed the sampler at its start."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, object]] = {}
+
+    def should_sample(
+        self,
+        parent_context: object,
+        trace_id: int,
+        name: str,
+        kind: object = None,
+        attributes: Any = None,
+        links: object = None,
+        trace_state: object = None,
+    ) -> SamplingResult:
+        self.seen[name] = dict(attributes or {})
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "recording"
+
+
+def test_the_model_call_shows_a_sampler_its_genai_attributes_at_start() -> None:
+    sampler = Recording()
+    tracer_provider = TracerProvider(sampler=sampler)
+    simulator = simulator_app(Config(served_model_name=MODEL, seed=4))
+    with (
+        loopback.asgi(simulator) as upstream,
+        loopback.asgi(proxy_app(upstream, tracer_provider)) as front,
+    ):
+        chat(front, max_tokens=2, temperature=0.5, seed=7, stop=["END"])
+    call = sampler.seen[f"chat {MODEL}"]
+    assert call["gen_ai.operation.name"] == "chat" and call["gen_ai.request.model"] == MODEL
+    assert call["server.address"] == "127.0.0.1" and call["gen_ai.provider.name"] == "vllm"
+    assert call["gen_ai.request.temperature"] == 0.5 and call["gen_ai.request.seed"] == 7
+    assert list(call["gen_ai.request.stop_sequences"]) == ["END"]  # type: ignore[call-overload]
+    assert sampler.seen["chat"]["gen_ai.operation.name"] == "chat"  # the incoming request's

@@ -20,6 +20,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -81,7 +82,7 @@ def settled(base: str, name: str, expected: float, **labels: str) -> Series:
 
 
 def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> None:
-    with otlp.receiver() as (url, got), stack(url) as (front, _, registry, tracings):
+    with otlp.receiver() as (url, got), stack(url) as (front, upstream, registry, tracings):
         for index in range(4):
             chat(front, stream=index % 2 == 0)
         parent_trace, parent_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -92,30 +93,36 @@ def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> Non
         proxy_spans = got.wait_for(f"chat {MODEL}", 5)
         server_spans = got.wait_for(VLLM.SPAN, 5)
     assert len(proxy_spans) == 5 and len(server_spans) == 5
+    incoming = {s.span_id: s for s in got.named("POST /v1/chat/completions")}
     by_id = {s.span_id: s for s in proxy_spans}
-    for server_span in server_spans:  # each vLLM-like span is the child of a proxy span
+    for server_span in server_spans:  # each vLLM-like span is the child of a proxy's call
         parent = by_id[server_span.parent_span_id]
         assert parent.trace_id == server_span.trace_id
         assert server_span.service == "vllm" and server_span.kind == OtlpSpan.SPAN_KIND_SERVER
         assert server_span.attributes["gen_ai.usage.completion_tokens"] == TOKENS
         assert server_span.attributes["gen_ai.latency.time_to_first_token"] > 0
-    # The client's own traceparent makes the proxy span its child.
-    (continued,) = [s for s in proxy_spans if s.trace_id == parent_trace]
+    # The proxy's SERVER span for the incoming request, its CLIENT span for the call to
+    # the model server; the client's own traceparent makes the SERVER span its child.
+    for call in proxy_spans:
+        assert incoming[call.parent_span_id].kind == OtlpSpan.SPAN_KIND_SERVER
+    (continued,) = [s for s in incoming.values() if s.trace_id == parent_trace]
     assert continued.parent_span_id == parent_span
+    upstream_port = int(upstream.rsplit(":", 1)[1])
     for span in proxy_spans:
         a = span.attributes
-        assert span.service == "llm-trace-proxy" and span.kind == OtlpSpan.SPAN_KIND_SERVER
+        assert span.service == "llm-trace-proxy" and span.kind == OtlpSpan.SPAN_KIND_CLIENT
         assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == MODEL
+        assert a["server.address"] == "127.0.0.1" and a["server.port"] == upstream_port
         assert a["gen_ai.response.model"] == MODEL and a["gen_ai.request.max_tokens"] == TOKENS
         assert a["gen_ai.usage.output_tokens"] == TOKENS and a["gen_ai.usage.input_tokens"] == 7
         assert a["gen_ai.response.finish_reasons"] == ["length"]
         assert a[OUTCOME_ATTRIBUTE] == "success"
         assert PROMPT not in json.dumps(a)  # no prompt text unless asked for
         if a["gen_ai.request.stream"]:
-            assert 0 < a["gen_ai.latency.time_to_first_token"] <= a["gen_ai.latency.e2e"]
+            assert a["gen_ai.response.time_to_first_chunk"] > 0
             assert FIRST_TOKEN_EVENT in span.events
-        else:  # a whole answer at once: the client saw no first token before the last
-            assert "gen_ai.latency.time_to_first_token" not in a
+        else:  # a whole answer at once: the client saw no first chunk before the last
+            assert "gen_ai.response.time_to_first_chunk" not in a
     # 3 streamed answers (TTFT, gaps, TPOT) and 2 whole ones (end to end only).
     assert value(metrics, catalog.CLIENT_TIME_TO_FIRST_TOKEN.count, model=MODEL) == 3
     assert value(metrics, catalog.CLIENT_E2E_REQUEST_LATENCY.count, model=MODEL) == 5
@@ -289,21 +296,20 @@ def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple[Any, 
         )
     }
     assert metrics == {"ok": 2.0, "busy": 1.0, "boom": 1.0}  # m and garbled both answered model m
-    assert (
-        registry.get_sample_value(
-            catalog.CLIENT_REQUESTS.name, {"model": unknown, "outcome": "invalid"}
-        )
-        is None
-    )  # 4xx: not counted
+    invalid = {"model": unknown, "outcome": catalog.OUTCOME_INVALID}
+    assert registry.get_sample_value(catalog.CLIENT_REQUESTS.name, invalid) == 1  # the 400
     finished_by_model = {s.attributes["gen_ai.request.model"]: s for s in done}
     by_model = finished_by_model
     assert set(by_model) == {"m", "garbled", "busy", "bad", "boom"}
     assert by_model["m"].name == "chat m"
-    assert json.loads(by_model["m"].attributes["gen_ai.output.messages"])[0]["content"] == "Hello"
+    (answer,) = json.loads(by_model["m"].attributes["gen_ai.output.messages"])
+    assert answer["parts"] == [{"type": "text", "content": "Hello"}]
+    assert answer["role"] == "assistant" and answer["finish_reason"] == "stop"
     assert "hi" in by_model["m"].attributes["gen_ai.input.messages"]  # captured: asked for
     assert by_model["boom"].attributes["error.type"] == "RuntimeError"
     assert by_model["busy"].attributes["error.type"] == "503"
-    assert by_model["bad"].attributes[OUTCOME_ATTRIBUTE] == "client_error"
+    assert by_model["bad"].attributes[OUTCOME_ATTRIBUTE] == catalog.OUTCOME_INVALID
+    assert by_model["m"].kind == SpanKind.SERVER  # the app is the model server: one span
 
 
 def client_count(registry: CollectorRegistry, metric: catalog.Metric, model: str) -> float:

@@ -43,6 +43,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
 FIRST_TOKEN_EVENT = "gen_ai.first_token"
 OUTCOME_ATTRIBUTE = "llm.request.outcome"
+TPOT_ATTRIBUTE = "llm.response.time_per_output_token"  # no GenAI attribute holds TPOT
+EXCHANGE = "llm_slo_stack.exchange"  # the scope key under which a proxy finds the exchange
+# Request parameters as the GenAI conventions name them, from the OpenAI request body.
+REQUEST_PARAMETERS = {
+    "max_tokens": "gen_ai.request.max_tokens", "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p", "top_k": "gen_ai.request.top_k",
+    "seed": "gen_ai.request.seed", "n": "gen_ai.request.choice.count",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+}  # fmt: skip
 DEFAULT_MAX_MODELS = 64
 DEFAULT_MAX_TENANTS = 64
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
@@ -127,6 +137,7 @@ class _Exchange:
     finish_reasons: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
+    call: trace.Span | None = None  # the CLIENT span of the call to the model server (a proxy)
 
     def token(self, now: float) -> None:
         """A chunk that carried generated text arrived at `now` (perf_counter)."""
@@ -189,7 +200,19 @@ class LLMTracingMiddleware:
         if self.tenant_header or self.tenant_from_api_key:
             exchange.tenant = (self._tenant(headers),)
         parent = propagate.extract(headers)
-        span = self.tracer.start_span(operation, context=parent, kind=SpanKind.SERVER)
+        at_start: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": self.provider_name,
+            "http.request.method": "POST",
+            "url.path": scope["path"],
+        }
+        server = scope.get("server")
+        if isinstance(server, tuple | list) and len(server) == 2 and server[1] is not None:
+            at_start["server.address"], at_start["server.port"] = server[0], server[1]
+        span = self.tracer.start_span(
+            operation, context=parent, kind=SpanKind.SERVER, attributes=at_start
+        )
+        scope[EXCHANGE] = (exchange, span, self)
 
         async def observed_receive() -> Message:
             message = await receive()
@@ -336,7 +359,7 @@ class LLMTracingMiddleware:
         if exchange.status in (429, 503):
             return catalog.OUTCOME_REJECTED
         if exchange.status >= 400:
-            return None  # the client's mistake: not the server's availability
+            return catalog.OUTCOME_INVALID  # the client's mistake: not the server's failure
         return catalog.OUTCOME_SUCCESS if exchange.complete else catalog.OUTCOME_ERROR
 
     def _tenant(self, headers: dict[str, str]) -> str:
@@ -403,7 +426,15 @@ class LLMTracingMiddleware:
             m.prompt_tokens.labels(label, *exchange.tenant).inc(exchange.usage["prompt_tokens"])
         if tokens:
             m.generation_tokens.labels(label, *exchange.tenant).inc(tokens)
-        self._annotate(span, exchange, request, model, outcome, ttft, tpot, end, scope)
+        target = exchange.call or span
+        self._annotate(target, exchange, request, model, outcome, ttft, tpot)
+        self._conclude(span, exchange, outcome)
+        if exchange.call is not None:  # a proxy: the SERVER span is the HTTP request's
+            self._conclude(exchange.call, exchange, outcome)
+            exchange.call.end()
+            span.update_name(f"POST {scope['path']}")
+        else:
+            span.update_name(f"{exchange.operation} {model}")
         span.end()
 
     def _annotate(
@@ -415,25 +446,10 @@ class LLMTracingMiddleware:
         outcome: str | None,
         ttft: float | None,
         tpot: float | None,
-        end: float,
-        scope: Scope,
     ) -> None:
-        span.update_name(f"{exchange.operation} {model}")
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": exchange.operation,
-            "gen_ai.provider.name": self.provider_name,
-            "gen_ai.request.model": model,
-            "gen_ai.request.stream": bool(request.get("stream")),
-            "gen_ai.latency.e2e": end - exchange.start,
-            "http.response.status_code": exchange.status,
-            OUTCOME_ATTRIBUTE: outcome or "client_error",
-        }
-        for key in ("max_tokens", "temperature", "top_p"):
-            if isinstance(request.get(key), int | float) and not isinstance(request.get(key), bool):
-                attributes[f"gen_ai.request.{key}"] = request[key]
-        server = scope.get("server")
-        if isinstance(server, tuple | list) and len(server) == 2:
-            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        """The GenAI attributes of the model call: on the CLIENT span where a proxy made
+        one, else on the SERVER span (the app is the model server)."""
+        attributes = request_attributes(request, model)
         if exchange.response_id:
             attributes["gen_ai.response.id"] = exchange.response_id
         if exchange.response_model:
@@ -446,17 +462,19 @@ class LLMTracingMiddleware:
         if output_tokens:
             attributes["gen_ai.usage.output_tokens"] = output_tokens
         if ttft is not None:
-            attributes["gen_ai.latency.time_to_first_token"] = ttft
+            attributes["gen_ai.response.time_to_first_chunk"] = ttft
             span.add_event(FIRST_TOKEN_EVENT, timestamp=_ns_at(exchange.first_token))  # type: ignore[arg-type]
         if tpot is not None:
-            attributes["gen_ai.latency.time_per_output_token"] = tpot
+            attributes[TPOT_ATTRIBUTE] = tpot
         if self.capture_content:
-            prompt = request.get("messages", request.get("prompt"))
-            attributes["gen_ai.input.messages"] = json.dumps(prompt)
-            attributes["gen_ai.output.messages"] = json.dumps(
-                [{"role": "assistant", "content": "".join(exchange.text)}]
-            )
+            attributes |= _messages(request, exchange)
         span.set_attributes(attributes)
+
+    @staticmethod
+    def _conclude(span: trace.Span, exchange: _Exchange, outcome: str | None) -> None:
+        span.set_attributes(
+            {"http.response.status_code": exchange.status, OUTCOME_ATTRIBUTE: outcome or "unknown"}
+        )
         if outcome in (catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED, catalog.OUTCOME_ABORTED):
             kind = exchange.failed or (str(exchange.status) if exchange.status >= 400 else outcome)
             span.set_attribute("error.type", kind)
@@ -464,6 +482,69 @@ class LLMTracingMiddleware:
                 span.set_status(Status(StatusCode.ERROR))
         elif outcome is None:
             span.set_attribute("error.type", str(exchange.status))
+
+
+def request_attributes(request: dict[str, Any], model: str) -> dict[str, Any]:
+    """The GenAI request attributes of an OpenAI request body."""
+    attributes: dict[str, Any] = {
+        "gen_ai.request.model": model,
+        "gen_ai.request.stream": bool(request.get("stream")),
+    }
+    for key, name in REQUEST_PARAMETERS.items():
+        value = request.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attributes[name] = value
+    stop = request.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop
+    if isinstance(stops, list) and stops and all(isinstance(s, str) for s in stops):
+        attributes["gen_ai.request.stop_sequences"] = [s[:MAX_NAME] for s in stops]
+    return attributes
+
+
+def _messages(request: dict[str, Any], exchange: _Exchange) -> dict[str, str]:
+    """Prompt and answer in the conventions' message schema (opt-in content capture)."""
+    asked = request.get("messages")
+    if not isinstance(asked, list):
+        asked = [{"role": "user", "content": request.get("prompt")}]
+    inputs = [
+        {"role": m.get("role", "user"), "parts": [{"type": "text", "content": m.get("content")}]}
+        for m in asked
+        if isinstance(m, dict)
+    ]
+    output = {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": "".join(exchange.text)}],
+        "finish_reason": exchange.finish_reasons[0] if exchange.finish_reasons else None,
+    }
+    return {
+        "gen_ai.input.messages": json.dumps(inputs),
+        "gen_ai.output.messages": json.dumps([output]),
+    }
+
+
+def start_model_call(scope: Scope, address: str, port: int | None) -> context.Context | None:
+    """For a proxy about to call the model server: a CLIENT span for the call, child of
+    the middleware's SERVER span, with the GenAI attributes a sampler needs set at its
+    start; the context to propagate to the model server. None outside the middleware."""
+    found = scope.get(EXCHANGE)
+    if found is None:
+        return None
+    exchange, server_span, middleware = found
+    request = exchange.request()
+    model = str(request.get("model") or "unknown")[:MAX_NAME]
+    attributes = {
+        "gen_ai.operation.name": exchange.operation,
+        "gen_ai.provider.name": middleware.provider_name,
+        "server.address": address,
+        **request_attributes(request, model),
+    }
+    if port is not None:
+        attributes["server.port"] = port
+    parent = trace.set_span_in_context(server_span)
+    exchange.call = middleware.tracer.start_span(
+        f"{exchange.operation} {model}", context=parent, kind=SpanKind.CLIENT, attributes=attributes
+    )
+    return trace.set_span_in_context(exchange.call, parent)
 
 
 def metrics_app(registry: CollectorRegistry) -> ASGIApp:

@@ -19,6 +19,7 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from llm_slo_stack.exporters import serving
 from llm_slo_stack.slo import spec as slo_spec
 from llm_slo_stack.tracing import provider
-from llm_slo_stack.tracing.middleware import LLMTracingMiddleware, Targets
+from llm_slo_stack.tracing.middleware import LLMTracingMiddleware, Targets, start_model_call
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -76,6 +77,7 @@ def create_app(
     shutdown (after uvicorn has drained the in-flight requests) it closes its upstream
     connections and flushes the tracer provider's spans."""
     registry = CollectorRegistry() if registry is None else registry
+    target = urlsplit(upstream)
     sessions: list[aiohttp.ClientSession] = []  # made in the server's event loop, on first use
 
     def session() -> aiohttp.ClientSession:
@@ -100,11 +102,14 @@ def create_app(
 
     async def forward(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        propagate.inject(headers)  # the middleware's span is current: the server's is its child
         body = await _body(request, limits.max_body)
         if body is None:
             return _error(413, f"request body over {limits.max_body} bytes")
-        call = asyncio.ensure_future(
+        # The call to the model server gets its own CLIENT span (GenAI attributes from its
+        # start); the model server's span becomes its child.
+        call = start_model_call(request.scope, target.hostname or "", target.port)
+        propagate.inject(headers, context=call)
+        pending = asyncio.ensure_future(
             session().request(
                 request.method,
                 request.url.path,
@@ -115,18 +120,18 @@ def create_app(
         )
         gone = asyncio.ensure_future(_disconnected(request))
         done, _ = await asyncio.wait(
-            {call, gone}, timeout=limits.first_byte, return_when=asyncio.FIRST_COMPLETED
+            {pending, gone}, timeout=limits.first_byte, return_when=asyncio.FIRST_COMPLETED
         )
         gone.cancel()
-        if call not in done:  # the client left, or the upstream is silent: drop the call
-            call.cancel()
+        if pending not in done:  # the client left, or the upstream is silent: drop the call
+            pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, OSError):
-                await call
+                await pending
             if gone in done:
                 return Response(status_code=499)  # nobody reads it: the client has gone
             return _error(504, f"upstream sent no answer within {limits.first_byte:g}s")
         try:
-            answer = call.result()
+            answer = pending.result()
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             return _error(502, f"upstream unreachable: {type(error).__name__}")
         kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
