@@ -837,6 +837,14 @@ class OTelGenAI:
     DURATION_BUCKETS = (
         0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
     )  # fmt: skip
+    TOKEN_BUCKETS = tuple(4**power for power in range(14))  # 1, 4, 16 ... 67108864
+    # The client metrics (semantic conventions v1.41, docs/gen-ai/gen-ai-metrics.md) the
+    # tracing middleware records through an OpenTelemetry meter provider.
+    OPERATION_DURATION = "gen_ai.client.operation.duration"
+    TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+    TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+    TOKEN_USAGE = "gen_ai.client.token.usage"
+    TOKEN_TYPE = "gen_ai.token.type"
 
 
 # Upstream families the exporters read nothing from, and why (exporters/README.md lists

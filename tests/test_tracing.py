@@ -540,3 +540,33 @@ def samples_of_registry(
         for family in registry.collect()
         for s in family.samples
     }
+
+
+def test_genai_client_metrics_through_an_opentelemetry_meter_provider() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    app = Starlette(routes=[Route("/v1/chat/completions", stream_app, methods=["POST"])])
+    wrapped = LLMTracingMiddleware(app, meter_provider=MeterProvider(metric_readers=[reader]))
+    with loopback.asgi(wrapped) as base:
+        assert post(base, "m").status_code == 200  # a stream of two chunks
+        assert post(base, "busy").status_code == 503
+    data = reader.get_metrics_data()
+    points = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics  # type: ignore[union-attr]
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    g = catalog.OTelGenAI
+    durations = {p.attributes.get("error.type"): p for p in points[g.OPERATION_DURATION]}
+    assert set(durations) == {None, "503"} and all(p.count == 1 for p in durations.values())
+    assert list(durations[None].explicit_bounds) == list(g.DURATION_BUCKETS)
+    ok = durations[None].attributes
+    assert ok["gen_ai.operation.name"] == "chat" and ok["gen_ai.request.model"] == "m"
+    (first,) = points[g.TIME_TO_FIRST_CHUNK]
+    (per_chunk,) = points[g.TIME_PER_OUTPUT_CHUNK]
+    assert first.count == 1 and per_chunk.count == 1  # Hel, then lo
+    (output,) = points[g.TOKEN_USAGE]
+    assert output.attributes[g.TOKEN_TYPE] == "output" and output.sum == 2

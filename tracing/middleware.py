@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app, multiprocess
 
@@ -89,6 +90,33 @@ class Targets:
         return ttft_ok and tpot_ok
 
 
+class GenAIMetrics:
+    """The GenAI conventions' client metrics, through an OpenTelemetry meter provider,
+    for backends that take OTLP metrics rather than scrape Prometheus. The conventions
+    recommend buckets for duration and token usage; time to first chunk and per output
+    chunk take those of the server's time to first token and per output token."""
+
+    def __init__(self, meter_provider: MeterProvider) -> None:
+        meter = meter_provider.get_meter(__name__)
+        g = catalog.OTelGenAI
+        self.duration = meter.create_histogram(
+            g.OPERATION_DURATION, "s", "GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=g.DURATION_BUCKETS,
+        )  # fmt: skip
+        self.first_chunk = meter.create_histogram(
+            g.TIME_TO_FIRST_CHUNK, "s", "Time to receive the first chunk of a stream.",
+            explicit_bucket_boundaries_advisory=g.TTFT_BUCKETS,
+        )  # fmt: skip
+        self.per_chunk = meter.create_histogram(
+            g.TIME_PER_OUTPUT_CHUNK, "s", "Time between the chunks of a stream after the first.",
+            explicit_bucket_boundaries_advisory=g.TPOT_BUCKETS,
+        )  # fmt: skip
+        self.tokens = meter.create_histogram(
+            g.TOKEN_USAGE, "{token}", "Input and output tokens used.",
+            explicit_bucket_boundaries_advisory=g.TOKEN_BUCKETS,
+        )  # fmt: skip
+
+
 class RequestMetrics:
     """The client-side histograms and counters the middleware owns, in one registry; the
     counters also by tenant when the middleware has a tenant source."""
@@ -138,6 +166,7 @@ class _Exchange:
     text: list[str] = field(default_factory=list)
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
     call: trace.Span | None = None  # the CLIENT span of the call to the model server (a proxy)
+    server: tuple[str, int | None] | None = None  # that model server's address and port
 
     def token(self, now: float) -> None:
         """A chunk that carried generated text arrived at `now` (perf_counter)."""
@@ -173,6 +202,7 @@ class LLMTracingMiddleware:
         tenant_header: str | None = None,
         tenant_from_api_key: bool = False,
         max_tenants: int = DEFAULT_MAX_TENANTS,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.app = app
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
@@ -183,6 +213,7 @@ class LLMTracingMiddleware:
         self.tenants = LabelCap(max_tenants)
         tenanted = bool(self.tenant_header or tenant_from_api_key)
         self.metrics = RequestMetrics(self.registry, tenants=tenanted)
+        self.genai = GenAIMetrics(meter_provider) if meter_provider is not None else None
         self.targets = targets or Targets()
         self.capture_content = capture_content
         self.provider_name = provider_name
@@ -426,6 +457,8 @@ class LLMTracingMiddleware:
             m.prompt_tokens.labels(label, *exchange.tenant).inc(exchange.usage["prompt_tokens"])
         if tokens:
             m.generation_tokens.labels(label, *exchange.tenant).inc(tokens)
+        if self.genai is not None:
+            self._record(self.genai, exchange, model, outcome, ttft, end, scope)
         target = exchange.call or span
         self._annotate(target, exchange, request, model, outcome, ttft, tpot)
         self._conclude(span, exchange, outcome)
@@ -436,6 +469,43 @@ class LLMTracingMiddleware:
         else:
             span.update_name(f"{exchange.operation} {model}")
         span.end()
+
+    def _record(
+        self,
+        genai: GenAIMetrics,
+        exchange: _Exchange,
+        model: str,
+        outcome: str | None,
+        ttft: float | None,
+        end: float,
+        scope: Scope,
+    ) -> None:
+        """One request into the GenAI client metrics, with the conventions' attributes."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": exchange.operation,
+            "gen_ai.provider.name": self.provider_name,
+            "gen_ai.request.model": model,
+        }
+        if exchange.response_model:
+            attributes["gen_ai.response.model"] = exchange.response_model[:MAX_NAME]
+        server = exchange.server or scope.get("server")
+        if isinstance(server, tuple | list) and len(server) == 2 and server[1] is not None:
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        if outcome != catalog.OUTCOME_SUCCESS:
+            attributes["error.type"] = exchange.failed or str(exchange.status or outcome)
+        genai.duration.record(end - exchange.start, attributes)
+        if ttft is not None:
+            genai.first_chunk.record(ttft, attributes)
+            for gap in exchange.gaps:
+                genai.per_chunk.record(gap, attributes)
+        token_type = catalog.OTelGenAI.TOKEN_TYPE
+        if exchange.usage.get("prompt_tokens"):
+            genai.tokens.record(
+                exchange.usage["prompt_tokens"], {**attributes, token_type: "input"}
+            )
+        output = exchange.usage.get("completion_tokens") or exchange.chunks
+        if output:
+            genai.tokens.record(output, {**attributes, token_type: "output"})
 
     def _annotate(
         self,
@@ -541,6 +611,7 @@ def start_model_call(scope: Scope, address: str, port: int | None) -> context.Co
     if port is not None:
         attributes["server.port"] = port
     parent = trace.set_span_in_context(server_span)
+    exchange.server = (address, port)
     exchange.call = middleware.tracer.start_span(
         f"{exchange.operation} {model}", context=parent, kind=SpanKind.CLIENT, attributes=attributes
     )
