@@ -16,6 +16,7 @@ from llm_slo_stack.slo import buckets, duration, spec
 from llm_slo_stack.slo.model import Spec
 
 EXIT_INVALID = 1
+CHECKED_DIRS = {"rules": Path("rules"), "dashboards": Path("dashboards")}  # never written
 EXIT_WRITE = 3
 DEFAULT_HELP = "SLO files (default: the default spec shipped with the package)"
 
@@ -46,8 +47,15 @@ def _load_all(paths: list[str]) -> list[Spec] | None:
 
 
 def check(args: argparse.Namespace) -> int:
+    """Everything `generate` checks, in memory: the specs, then their files (promtool on
+    the rules when installed); nothing is written."""
     specs = _load_all(args.specs)
     if specs is None:
+        return EXIT_INVALID
+    try:
+        generation.verify(generation.plan(specs, CHECKED_DIRS), specs)
+    except generation.GenerationError as error:
+        print(error, file=sys.stderr)
         return EXIT_INVALID
     for loaded in specs:
         print(f"{loaded.source}: ok ({len(loaded.slos)} SLOs for service {loaded.service})")
@@ -77,6 +85,7 @@ def generate(args: argparse.Namespace) -> int:
     out_dirs = {"rules": Path(args.rules_dir), "dashboards": Path(args.dashboards_dir)}
     try:
         result = generation.plan(specs, out_dirs)
+        generation.verify(result, specs)
         generation.apply(result)
     except generation.GenerationError as error:
         print(f"{error}\nNothing was written.", file=sys.stderr)

@@ -7,6 +7,10 @@ one more entry in GENERATORS.
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +63,46 @@ def plan(specs: Sequence[Spec], out_dirs: dict[str, Path]) -> Plan:
             result.files |= generated
             result.stale |= set(generator.owned(spec, out_dir)) - set(generated)
     return result
+
+
+RULE_FILE_SUFFIX = ".rules.yaml"  # the Prometheus rule files among the generated ones
+PROMTOOL_TIMEOUT = 120
+
+
+def verify(result: Plan, specs: Sequence[Spec]) -> None:
+    """Run promtool, when it is installed, on every rule file of the plan before any is
+    written: a spec whose rules Prometheus would refuse (a template function it lacks, a
+    regex RE2 cannot parse) is a GenerationError naming the specs, not a broken file."""
+    promtool = shutil.which("promtool")
+    rules = {
+        path: text for path, text in result.files.items() if path.name.endswith(RULE_FILE_SUFFIX)
+    }
+    if promtool is None or not rules:
+        return
+    with tempfile.TemporaryDirectory(prefix="llm-slo-") as folder:
+        paths = []
+        for path, text in rules.items():
+            paths.append(Path(folder) / path.name)
+            paths[-1].write_text(text, encoding="utf-8")
+        try:
+            run = subprocess.run(
+                [promtool, "check", "rules", *map(str, paths)],
+                capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise GenerationError(f"promtool check rules could not run: {error}") from None
+    if run.returncode != 0:
+        # One line per distinct problem: the tiers of an SLO repeat the same annotation.
+        found = dict.fromkeys(
+            re.sub(r"rule \d+, ", "", line.strip().replace(folder + "/", ""))
+            for line in (run.stdout + run.stderr).splitlines()
+            if line.strip() and not line.strip().startswith(("Checking ", "SUCCESS", "FAILED"))
+        )
+        sources = ", ".join(spec.source for spec in specs)
+        raise GenerationError(
+            f"{sources}: Prometheus would refuse the generated rules (promtool check rules): "
+            + "; ".join(list(found)[:3])
+        )
 
 
 def apply(result: Plan) -> None:

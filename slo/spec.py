@@ -186,6 +186,7 @@ class _Checker:
         self.source = source
         self.lines = lines
         self.problems: list[Problem] = []
+        self.group_by_labels: tuple[str, ...] = ()  # the spec's, once read
 
     def problem(self, path: Path_, expected: str, found: Any, hint: str = "") -> None:
         line = None
@@ -220,8 +221,8 @@ class _Checker:
     def text(
         self, path: Path_, value: Any, pattern: re.Pattern[str] | None, expected: str
     ) -> str | None:
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-            self.problem(path, expected, value)
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+            self.problem(path, expected, value)  # fullmatch: `$` would let a final newline in
             return None
         return value
 
@@ -233,7 +234,7 @@ class _Checker:
         result: dict[str, str] = {}
         for key, item in (mapping or {}).items():
             name = str(key)
-            if not selector.LABEL_NAME.match(name) or name.startswith("__"):
+            if not selector.LABEL_NAME.fullmatch(name) or name.startswith("__"):
                 self.problem((*path, key), "a label name ([a-zA-Z_][a-zA-Z0-9_]*)", name)
             elif name in reserved:
                 self.problem(
@@ -243,6 +244,13 @@ class _Checker:
                 )
             elif not isinstance(item, str):
                 self.problem((*path, key), "a string (quote it)", item)
+            elif not _balanced_template(item):
+                self.problem(
+                    (*path, key),
+                    "text whose {{ }} template actions are balanced and not empty (Prometheus "
+                    "renders labels and annotations as Go templates)",
+                    item,
+                )
             else:
                 result[name] = item
         return result
@@ -260,6 +268,7 @@ class _Checker:
         service = self.text(("service",), top.get("service", _MISSING), NAME, NAME_EXPECTED)
         period = self.period(top.get("period", DEFAULT_PERIOD))
         group_by = self.group_by(top.get("group_by", _MISSING))
+        self.group_by_labels = tuple(group_by)
         labels = self.labels(("labels",), top.get("labels", _MISSING), RESERVED_LABELS)
         for name in set(labels) & set(group_by):
             self.problem(
@@ -312,7 +321,7 @@ class _Checker:
         names: list[str] = []
         for index, item in enumerate(value):
             path = ("group_by", index)
-            if not isinstance(item, str) or not selector.LABEL_NAME.match(item):
+            if not isinstance(item, str) or not selector.LABEL_NAME.fullmatch(item):
                 self.problem(path, "a label name ([a-zA-Z_][a-zA-Z0-9_]*)", item)
             elif item in GROUP_BY_RESERVED:
                 self.problem(
@@ -494,6 +503,15 @@ class _Checker:
             self.problem((*path, "runbook_url"), "an http(s) URL", runbook)
             runbook = ""
         labels = self.labels((*path, "labels"), fields.get("labels", _MISSING), RESERVED_LABELS)
+        for name in sorted(set(labels) & set(self.group_by_labels)):
+            # A group_by label set again on the alert gives every group's alert the same
+            # label set: Prometheus fails the rule ("vector contains metrics with the same
+            # labelset") as soon as two groups burn, and no alert fires at all.
+            self.problem(
+                (*path, "labels", name),
+                "a label not also in group_by (each group's alert carries its own value)",
+                _Found(f"the label {name!r}"),
+            )
         annotations = self.labels(
             (*path, "annotations"), fields.get("annotations", _MISSING), frozenset({"runbook_url"})
         )
@@ -519,6 +537,21 @@ class _Checker:
                     f"fix: raise the objective or set alerting.{window.severity}: false",
                 )
                 return
+
+
+def _balanced_template(text: str) -> bool:
+    """Whether every `{{` closes with `}}` around a non-empty action, and no `}}` is left
+    over: the part of Go's template syntax a Python check can judge soundly (what
+    functions exist is left to promtool, run before writing when it is installed)."""
+    rest = text
+    while (start := rest.find("{{")) != -1:
+        if "}}" in rest[:start]:
+            return False
+        end = rest.find("}}", start + 2)
+        if end == -1 or not rest[start + 2 : end].strip(" -"):
+            return False
+        rest = rest[end + 2 :]
+    return "}}" not in rest
 
 
 class _Found(str):

@@ -235,3 +235,23 @@ def test_check_of_a_payload_that_is_not_metrics_is_one_line(
     assert code == 1 and err.count("\n") == 1 and "bad_payload" in err
     code, _, err = check_server(capsys, str(tmp_path / "absent.txt"))
     assert code == 1 and "cannot read" in err and "Traceback" not in err
+
+
+def test_rules_prometheus_would_refuse_are_never_written(
+    spec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], promtool: str
+) -> None:
+    """A template function Prometheus lacks passes every check a Python parse can make
+    soundly; promtool, run before writing, refuses it and the good files stay."""
+    out = tmp_path / "rules"
+    assert generate(spec_file, out) == 0
+    before = tree(out)
+    spec_file.write_text(
+        spec_file.read_text().replace(
+            "ticket: false,", "ticket: false, annotations: {summary: '{{ nosuchfunc }}'},"
+        )
+    )
+    assert cli.main(["check", str(spec_file)]) == 1  # check runs what generate runs
+    assert generate(spec_file, out) == 1
+    err = capsys.readouterr().err
+    assert 'function "nosuchfunc" not defined' in err and str(spec_file) in err
+    assert tree(out) == before

@@ -82,6 +82,10 @@ MISTAKES = [
     ("runbook-not-url", edit("https://wiki.example.com/5xx", "wiki/5xx"), 17, "slos[2].alerting.runbook_url", "an http(s) URL"),
     ("duplicate-key", edit("    objective: 99\n", "    objective: 99\n    objective: 98\n"), 12, "slos[1].objective", "duplicate key"),
     ("page-can-never-fire", edit("objective: 99.9", "objective: 90"), 8, "slos[0].objective", "above 144%"),
+    ("name-with-final-newline", edit("service: chat", 'service: "chat\\n"'), 2, "service", "'chat\\n'"),
+    ("group-by-label-set-on-alert", edit("[model]", "[model, region]").replace("ticket: false,", "ticket: false, labels: {region: eu},"), 17, "slos[2].alerting.labels.region", "not also in group_by"),
+    ("template-unbalanced", edit("ticket: false,", "ticket: false, annotations: {summary: '{{ .Bad'},"), 17, "slos[2].alerting.annotations.summary", "template actions are balanced"),
+    ("template-stray-close", edit("{team: inference}", "{team: 'a }} b'}"), 3, "labels.team", "template actions are balanced"),
     ("buckets-not-increasing", edit("slos:", "buckets: {ttft: [1, 0.5]}\nslos:"), 6, "buckets.ttft", "strictly increasing"),
 ]  # fmt: skip
 
