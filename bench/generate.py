@@ -18,6 +18,7 @@ import yaml
 from llm_slo_stack.cli import generation
 from llm_slo_stack.rules import writer
 from llm_slo_stack.slo import spec
+from llm_slo_stack.slo.model import Spec
 
 SLOS = 50
 TARGET_SECONDS = 1.0
@@ -38,7 +39,7 @@ def fifty() -> str:
     return head + "slos:\n" + "".join(slos)
 
 
-def seconds(loaded: spec.Spec) -> float:
+def seconds(loaded: Spec) -> float:
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
