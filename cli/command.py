@@ -86,15 +86,17 @@ def generate(args: argparse.Namespace) -> int:
     try:
         result = generation.plan(specs, out_dirs)
         generation.verify(result, specs)
-        generation.apply(result)
+        written = generation.apply(result)
     except generation.GenerationError as error:
         print(f"{error}\nNothing was written.", file=sys.stderr)
         return EXIT_INVALID
     except OSError as error:
         print(f"llm-slo: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_WRITE
-    for path in sorted(result.files):
+    for path in sorted(written):
         print(f"wrote {path}")
+    if len(written) < len(result.files):
+        print(f"{len(result.files) - len(written)} file(s) unchanged")
     for path in sorted(result.stale):
         print(f"removed {path} (no longer generated)")
     return 0

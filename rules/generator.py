@@ -98,6 +98,10 @@ def _who(spec: Spec, slo: SLO) -> str:
     return f"{spec.service}/{slo.name}" + (f" ({groups})" if groups else "")
 
 
+SLO_DESCRIPTION = "slo_description"  # the annotation holding the spec's description
+BURN_ONLY = ("summary", "description")  # annotations a spec sets for the burn alerts only
+
+
 def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
     budget = slo.error_budget
     factor = burnrate.factor(window, spec.period)
@@ -118,6 +122,7 @@ def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
             f"budget is spent in {long}, and all of it would be gone in {exhaustion}."
         ),
         "runbook_url": runbook(spec, slo, RUNBOOK_BURN),
+        **_described(slo),
         **slo.alerting.annotations,
     }
     return {
@@ -150,9 +155,17 @@ def _absent_alert(spec: Spec, slo: SLO) -> Rule:
                 "buckets lack the threshold."
             ),
             "runbook_url": runbook(spec, slo, RUNBOOK_ABSENT),
-            **slo.alerting.annotations,
+            **_described(slo),
+            # The spec's own summary and description speak of the burn: a missing SLI
+            # keeps its own, the spec's other annotations apply to both.
+            **{k: v for k, v in slo.alerting.annotations.items() if k not in BURN_ONLY},
         },
     }
+
+
+def _described(slo: SLO) -> dict[str, str]:
+    """The SLO's own description, where the spec gives one."""
+    return {SLO_DESCRIPTION: slo.description} if slo.description else {}
 
 
 def _phase_group(spec: Spec) -> Group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,12 @@ def test_rules_prometheus_would_refuse_are_never_written(
     err = capsys.readouterr().err
     assert 'function "nosuchfunc" not defined' in err and str(spec_file) in err
     assert tree(out) == before
+
+
+def test_unchanged_files_are_left_untouched(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rules"
+    assert generate(spec_file, out) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    time.sleep(0.05)
+    assert generate(spec_file, out) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps

@@ -127,3 +127,25 @@ def test_the_committed_default_output_is_fresh() -> None:
     default = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
     for name, text in writer.files(default).items():
         assert (ROOT / "rules" / "generated" / name).read_text() == text, f"stale {name}: run make"
+
+
+def test_the_slo_description_is_annotated_and_a_summary_override_is_the_burns_only() -> None:
+    text = VALID.replace(
+        "  - name: availability\n",
+        "  - name: availability\n    description: Requests the server does not fail.\n"
+        "    alerting: {annotations: {summary: 'chat is failing', team_channel: '#chat'}}\n",
+    )
+    groups = generator.rule_groups(spec.loads(text, "chat.yaml"))
+    alerts = [
+        rule
+        for rule in rules_of(groups, "alert")
+        if rule["labels"].get(catalog.SLO) == "availability"
+    ]
+    burns = [a for a in alerts if a["alert"] == catalog.ALERT_BUDGET_BURN]
+    (absent,) = [a for a in alerts if a["alert"] == catalog.ALERT_SLI_ABSENT]
+    for alert in (*burns, absent):
+        annotations = alert["annotations"]
+        assert annotations[generator.SLO_DESCRIPTION] == "Requests the server does not fail."
+        assert annotations["team_channel"] == "#chat"  # the spec's others apply to both
+    assert all(b["annotations"]["summary"] == "chat is failing" for b in burns)
+    assert "no SLI data" in absent["annotations"]["summary"]
