@@ -24,7 +24,7 @@ test: check ## Every check, then the test suite (what CI runs)
 	$(BIN)/pytest
 
 test-fast: $(VENV)/.installed ## The test suite but promtool and real-Prometheus tests (under a minute)
-	$(BIN)/pytest -q -m "not promtool and not prometheus"
+	$(BIN)/pytest -q -m "not promtool and not prometheus and not alertmanager"
 
 check: lint promtool-check ## ruff, promtool on the generated rules, generated files up to date
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
@@ -43,6 +43,7 @@ lint: $(VENV)/.installed ## ruff lint and format check, mypy (strict) on the pac
 promtool-check: promtool
 	promtool check rules $(RULES_DIR)/*.rules.yaml
 	promtool test rules $(RULES_DIR)/tests/*.yaml
+	amtool check-config $(RULES_DIR)/alertmanager.yaml
 
 golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate generator change
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py -k writes_the_golden
@@ -72,11 +73,15 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.modules
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	@touch $@
 
-promtool: ## Install promtool (Debian's prometheus package) if it is missing
+promtool: ## Install promtool and amtool (Debian's prometheus, prometheus-alertmanager) if missing
 	@command -v promtool >/dev/null || { \
 	  echo "promtool not found: installing Debian's prometheus package"; \
 	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends prometheus; } || { \
 	    echo "could not install it; run: sudo apt-get install prometheus"; exit 1; }; }
+	@command -v amtool >/dev/null || { \
+	  echo "amtool not found: installing Debian's prometheus-alertmanager package"; \
+	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends prometheus-alertmanager; } || { \
+	    echo "could not install it; run: sudo apt-get install prometheus-alertmanager"; exit 1; }; }
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache *.egg-info

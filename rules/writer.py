@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from llm_slo_stack.rules import gpu, testgen
+from llm_slo_stack.rules import alertmanager, gpu, testgen
 from llm_slo_stack.rules.generator import Group, rule_groups
 from llm_slo_stack.slo.model import Spec
 
@@ -107,10 +107,12 @@ def owned(spec: Spec, rules_dir: Path) -> list[Path]:
 
 
 def shared_files() -> dict[str, str]:
-    """Files the same for every SLO file: the GPU alerts and their promtool tests."""
+    """Files the same for every SLO file: the GPU alerts and their promtool tests, and the
+    Alertmanager configuration the alerts are routed by."""
     name = "gpu.rules.yaml"
     source = "rules/gpu.py"
     return {
         name: dump({"groups": _sorted_maps(gpu.rule_groups())}, source),
         f"{TESTS_DIR}/gpu.test.yaml": dump(gpu.unit_tests(f"../{name}"), source),
+        alertmanager.FILE: dump(alertmanager.config(), "rules/alertmanager.py"),
     }

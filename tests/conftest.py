@@ -16,8 +16,19 @@ def promtool() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def alertmanager() -> tuple[str, str]:
+    """Debian's Alertmanager and amtool. Missing, they fail: `make test` installs them."""
+    server, amtool = shutil.which("prometheus-alertmanager"), shutil.which("amtool")
+    if server is None or amtool is None:
+        pytest.fail("alertmanager not found: run `make test` (it installs Debian's "
+                    "prometheus-alertmanager)")  # fmt: skip
+    return server, amtool
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that asks for promtool is a promtool test, marked or not."""
+    """A test that asks for promtool (Alertmanager) is a promtool (alertmanager) test."""
     for item in items:
-        if "promtool" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.promtool)
+        for fixture in ("promtool", "alertmanager"):
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, fixture))
