@@ -363,7 +363,7 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
     base = [Matcher(k, "=", v) for k, v in spec.selector.items()]
     sli = slo.sli
     if isinstance(sli, AvailabilitySLI):
-        name = catalog.REQUESTS.name
+        name = sli.requests.name
         bad = solve(
             name, [*base, Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_ERROR)], spec.group_by
         )

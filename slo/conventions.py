@@ -117,9 +117,9 @@ def sli_rates(spec: Spec, slo: SLO, seconds: int) -> tuple[str, str]:
         # neither side (exporters/README.md, "One meaning per outcome").
         counted = Matcher(catalog.OUTCOME, "=~", "|".join(catalog.AVAILABILITY_COUNTED))
         failed = Matcher(catalog.OUTCOME, "=~", "|".join(catalog.AVAILABILITY_BAD))
-        total = rate(selected(spec, catalog.REQUESTS.name, counted))
+        total = rate(selected(spec, sli.requests.name, counted))
         # A counter for errors may not exist before the first error: count that as 0.
-        bad = f"{rate(selected(spec, catalog.REQUESTS.name, failed))} or (0 * {total})"
+        bad = f"{rate(selected(spec, sli.requests.name, failed))} or (0 * {total})"
     elif isinstance(sli, LatencySLI):
         total = rate(selected(spec, sli.metric.count))
         le = Matcher(catalog.LE, "=~", le_pattern(float(sli.threshold)))

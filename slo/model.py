@@ -10,22 +10,36 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate
 from llm_slo_stack.slo.selector import Selector
 
+SERVER = "server"  # the server's own view: the sidecar's series
+CLIENT = "client"  # what clients saw: the tracing middleware's or proxy's series
+SOURCES = (SERVER, CLIENT)
+
 
 @dataclass(frozen=True)
 class AvailabilitySLI:
-    """bad = finished requests with outcome `error`, total = requests of every outcome."""
+    """bad = requests that failed or were turned away, total = those and the successes
+    (invalid and aborted count on neither side), from the server's view or the client's."""
+
+    source: str = SERVER
+
+    @property
+    def requests(self) -> catalog.Metric:
+        return catalog.CLIENT_REQUESTS if self.source == CLIENT else catalog.REQUESTS
 
 
 @dataclass(frozen=True)
 class LatencySLI:
-    """bad = requests of `phase` slower than `threshold` seconds (a bucket bound)."""
+    """bad = requests of `phase` slower than `threshold` seconds (a bucket bound), from
+    the server's view or the client's."""
 
     phase: str
     threshold: Fraction
+    source: str = SERVER
 
     @property
     def metric(self) -> catalog.Metric:
-        return catalog.PHASES[self.phase]
+        phases = catalog.CLIENT_PHASES if self.source == CLIENT else catalog.PHASES
+        return phases[self.phase]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import yaml
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import buckets as slo_buckets
-from llm_slo_stack.slo import burnrate, duration, selector
+from llm_slo_stack.slo import burnrate, duration, model, selector
 from llm_slo_stack.slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
 
 API_VERSION = "llm-slo-stack/v1"
@@ -409,13 +409,30 @@ class _Checker:
         return build((*path, kind), fields[kind], buckets)
 
     def sli_availability(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
-        if value not in (None, {}):
-            self.problem(path, "{} (availability takes no parameters)", value)
+        if value is None:
+            return AvailabilitySLI()
+        fields = self.mapping(path, value, ("source",))
+        if fields is None:
             return None
-        return AvailabilitySLI()
+        source = self.view((*path, "source"), fields.get("source", model.SERVER))
+        return None if source is None else AvailabilitySLI(source)
+
+    def view(self, path: Path_, value: Any, phase: str | None = None) -> str | None:
+        """Whose view an SLI reads: the server's (default) or the client's."""
+        if value not in model.SOURCES:
+            self.problem(path, f"one of {', '.join(model.SOURCES)}", value)
+            return None
+        if value == model.CLIENT and phase is not None and phase not in catalog.CLIENT_PHASES:
+            self.problem(
+                path,
+                f"server for phase {phase}: clients see only {', '.join(catalog.CLIENT_PHASES)}",
+                value,
+            )
+            return None
+        return str(value)
 
     def sli_latency(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
-        fields = self.mapping(path, value, ("phase", "threshold"))
+        fields = self.mapping(path, value, ("phase", "threshold", "source"))
         if fields is None:
             return None
         phase = fields.get("phase", _MISSING)
@@ -438,11 +455,14 @@ class _Checker:
             return None
         if phase is None:
             return None
+        source = self.view((*path, "source"), fields.get("source", model.SERVER), phase)
+        if source is None:
+            return None
         bounds = buckets.get(phase, catalog.PHASES[phase].buckets)
         if not any(math.isclose(float(threshold), b, rel_tol=1e-9) for b in bounds):
             self.misaligned((*path, "threshold"), phase, float(threshold), bounds, raw)
             return None
-        return LatencySLI(phase, threshold)
+        return LatencySLI(phase, threshold, source)
 
     def misaligned(
         self, path: Path_, phase: str, threshold: float, bounds: tuple[float, ...], raw: Any

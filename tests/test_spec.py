@@ -86,6 +86,9 @@ MISTAKES = [
     ("group-by-label-set-on-alert", edit("[model]", "[model, region]").replace("ticket: false,", "ticket: false, labels: {region: eu},"), 17, "slos[2].alerting.labels.region", "not also in group_by"),
     ("template-unbalanced", edit("ticket: false,", "ticket: false, annotations: {summary: '{{ .Bad'},"), 17, "slos[2].alerting.annotations.summary", "template actions are balanced"),
     ("template-stray-close", edit("{team: inference}", "{team: 'a }} b'}"), 3, "labels.team", "template actions are balanced"),
+    ("source-unknown", edit("threshold: 2s}", "threshold: 2s, source: gateway}"), 12, "slos[1].sli.latency.source", "one of server, client"),
+    ("source-client-phase-unseen", edit("phase: ttft, threshold: 2s}", "phase: prefill, threshold: 2s, source: client}"), 12, "slos[1].sli.latency.source", "clients see only ttft, itl, tpot, e2e"),
+    ("availability-unknown-field", edit("{availability: {}}", "{availability: {view: client}}"), 9, "slos[0].sli.availability.view", "unknown field"),
     ("buckets-not-increasing", edit("slos:", "buckets: {ttft: [1, 0.5]}\nslos:"), 6, "buckets.ttft", "strictly increasing"),
 ]  # fmt: skip
 
