@@ -48,6 +48,7 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
     out = tmp_path / "rules"
     assert generate(spec_file, out) == 0
     assert sorted(tree(out)) == [
+        "alertmanager.yaml",
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
         "gpu.rules.yaml",
