@@ -14,7 +14,7 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate, duration
 from llm_slo_stack.slo.conventions import (
     BASE_WINDOW,
-    RAW_WINDOWS,
+    RAW_LIMIT,
     RUNBOOK_ABSENT,
     RUNBOOK_BURN,
     describe,
@@ -52,7 +52,7 @@ def _slo_group(spec: Spec, slo: SLO) -> Group:
         name = duration.promql(window)
         bad_name = catalog.SLI_BAD_RATE.format(window=name)
         total_name = catalog.SLI_TOTAL_RATE.format(window=name)
-        if window in RAW_WINDOWS:
+        if window <= RAW_LIMIT:
             bad, total = sli_rates(spec, slo, window)
         else:
             base = duration.promql(BASE_WINDOW)

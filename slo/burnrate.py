@@ -39,6 +39,29 @@ WINDOWS: tuple[AlertWindow, ...] = (
 )
 
 
+REFERENCE_PERIOD = 30 * DAY  # the period the workbook's table is for
+MIN_WINDOW = 2 * MINUTE  # a rate needs a few scrapes: no shorter window at short periods
+
+
+def windows(period: int) -> tuple[AlertWindow, ...]:
+    """The tiers for an SLO period: the workbook's windows scaled by period / 30 days,
+    to whole minutes, so that every tier keeps its meaning at any period: the same share
+    of the budget spent in its long window, at the same burn-rate factor (14.4, 6, 3 and
+    1, as at 30 days). Unscaled, a 7-day period would open tickets at 0.23x (a burn that
+    never exhausts the budget) and a 90-day one would never alert below 3x."""
+    if period == REFERENCE_PERIOD:
+        return WINDOWS
+
+    def scaled(seconds: int) -> int:
+        return max(
+            MIN_WINDOW, round(Fraction(seconds * period, REFERENCE_PERIOD) / MINUTE) * MINUTE
+        )
+
+    return tuple(
+        AlertWindow(w.severity, w.budget_share, scaled(w.long), scaled(w.short)) for w in WINDOWS
+    )
+
+
 def error_budget(objective_percent: Fraction) -> Fraction:
     """The allowed error ratio: 1 - objective (99.9 % leaves 0.001)."""
     return 1 - objective_percent / 100

@@ -16,15 +16,10 @@ from llm_slo_stack.slo import burnrate, duration
 from llm_slo_stack.slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
 from llm_slo_stack.slo.selector import Matcher, Selector
 
-RAW_WINDOWS = (
-    5 * burnrate.MINUTE,
-    30 * burnrate.MINUTE,
-    burnrate.HOUR,
-    2 * burnrate.HOUR,
-    6 * burnrate.HOUR,
-)
-LONG_WINDOWS = (burnrate.DAY, 3 * burnrate.DAY)
-BASE_WINDOW = RAW_WINDOWS[0]
+BASE_WINDOW = 5 * burnrate.MINUTE
+# Windows up to this are rates of the raw counters; longer ones average the base
+# window's recorded rate (cheap over days).
+RAW_LIMIT = 6 * burnrate.HOUR
 POD_JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"  # GPU series meet serving series on these
 DEFAULT_RUNBOOK_BASE = "rules/runbooks/"
 RUNBOOK_BURN = "error-budget-burn.md"
@@ -33,8 +28,11 @@ RUNBOOK_GPU = "gpu.md"
 
 
 def windows(spec: Spec) -> tuple[int, ...]:
-    """Every window an SLI is recorded over, in seconds, shortest first."""
-    return (*RAW_WINDOWS, *LONG_WINDOWS, spec.period)
+    """Every window an SLI is recorded over, in seconds, shortest first: the base window,
+    each tier's long and short windows at the spec's period, and the period."""
+    tiers = burnrate.windows(spec.period)
+    every = {BASE_WINDOW, spec.period, *(w.long for w in tiers), *(w.short for w in tiers)}
+    return tuple(sorted(every))
 
 
 def window(seconds: int) -> str:

@@ -69,6 +69,7 @@ class SLO:
     sli: SLI
     alerting: Alerting
     description: str = ""
+    period: int = burnrate.REFERENCE_PERIOD  # the spec's, in seconds: it sets the windows
 
     @property
     def error_budget(self) -> Fraction:
@@ -82,7 +83,7 @@ class SLO:
     def alert_windows(self) -> tuple[burnrate.AlertWindow, ...]:
         """The tiers this SLO alerts on, given its alerting switches."""
         wanted = {burnrate.PAGE: self.alerting.page, burnrate.TICKET: self.alerting.ticket}
-        return tuple(w for w in burnrate.WINDOWS if wanted[w.severity])
+        return tuple(w for w in burnrate.windows(self.period) if wanted[w.severity])
 
 
 @dataclass(frozen=True)

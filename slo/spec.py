@@ -383,8 +383,10 @@ class _Checker:
         if name is None or objective is None or sli is None or alerting is None:
             return None
         slo = SLO(
-            name, objective, sli, alerting, description if isinstance(description, str) else ""
-        )
+            name, objective, sli, alerting,
+            description if isinstance(description, str) else "",
+            period or burnrate.REFERENCE_PERIOD,
+        )  # fmt: skip
         if period is not None:
             self.feasible(path, slo, period)
         return slo

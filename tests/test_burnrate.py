@@ -63,3 +63,17 @@ def test_exhaustion_time() -> None:
     # At 14.4x a 30-day budget lasts 720h / 14.4 = 50h; at 1x exactly the period.
     assert burnrate.exhaustion_time(30 * DAY, Fraction(72, 5)) == 50 * 3600
     assert burnrate.exhaustion_time(30 * DAY, Fraction(1)) == 30 * DAY
+
+
+@pytest.mark.parametrize("days", [7, 28, 30, 90, 365])
+def test_every_period_keeps_the_workbook_factors_and_budget_shares(days: int) -> None:
+    tiers = burnrate.windows(days * DAY)
+    assert [w.budget_share for w in tiers] == [w.budget_share for w in burnrate.WINDOWS]
+    factors = [float(burnrate.factor(w, days * DAY)) for w in tiers]
+    # Windows are whole minutes: the factors are the workbook's to within a rounding.
+    assert factors == pytest.approx([14.4, 6, 3, 1], rel=0.01)
+    # The short window stays 1/12 of the long one, or the shortest a rate may have.
+    assert all(
+        w.short == burnrate.MIN_WINDOW or w.short * 12 == pytest.approx(w.long, rel=0.1)
+        for w in tiers
+    )
