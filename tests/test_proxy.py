@@ -22,6 +22,7 @@ import requests
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
+from llm_slo_stack.exporters import catalog
 from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.server import Config
 from llm_slo_stack.simulator.server import create_app as simulator_app
@@ -30,6 +31,8 @@ from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
 from tests.support.serving import TRACE_MODEL as MODEL
 from tests.support.serving import chat
+
+g = catalog.OTelGenAI
 
 
 @contextmanager
@@ -142,8 +145,12 @@ def test_sigterm_drains_in_flight_streams_then_flushes_every_span() -> None:
                 process.kill()
                 process.wait()
         spans = got.wait_for(f"chat {MODEL}", 23, seconds=5)
+        exported = set(got.metrics)
     assert all(a.status_code == 200 and a.text.rstrip().endswith("[DONE]") for a in answers)
     assert len(spans) == 23
+    # The GenAI client metrics went over OTLP too, flushed at shutdown (the export
+    # interval, 60 s, never came).
+    assert {g.OPERATION_DURATION, g.TIME_TO_FIRST_CHUNK, g.TOKEN_USAGE} <= exported
 
 
 class Recording(Sampler):

@@ -14,6 +14,8 @@ import math
 import os
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -62,6 +64,46 @@ def configure(
             raise ConfigError(f"{given}: expected one of {', '.join(PROTOCOLS)}, found {chosen!r}")
         provider.add_span_processor(BatchSpanProcessor(_exporter(target, str(chosen))))
     return provider
+
+
+def meters(
+    service_name: str | None = None, endpoint: str | None = None, protocol: str | None = None
+) -> MeterProvider | None:
+    """A MeterProvider that exports the GenAI client metrics over OTLP every
+    OTEL_METRIC_EXPORT_INTERVAL ms (60 s by default); None with no endpoint anywhere."""
+    env = os.environ.get
+    target = (
+        endpoint or env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    if not target:
+        return None
+    chosen, given = _setting(protocol, "OTLP protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", None)
+    if chosen is None:
+        chosen, given = _setting(None, "", "OTEL_EXPORTER_OTLP_PROTOCOL", HTTP)
+    if chosen not in PROTOCOLS:
+        raise ConfigError(f"{given}: expected one of {', '.join(PROTOCOLS)}, found {chosen!r}")
+    if chosen == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetrics,
+        )
+
+        parts = urlsplit(target if "://" in target else f"http://{target}")
+        exporter: MetricExporter = GrpcMetrics(
+            endpoint=parts.netloc, insecure=parts.scheme != "https", timeout=EXPORT_TIMEOUT_SECONDS
+        )
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetrics,
+        )
+
+        parts = urlsplit(target)
+        url = target if parts.path not in ("", "/") else target.rstrip("/") + "/v1/metrics"
+        exporter = HttpMetrics(endpoint=url, timeout=EXPORT_TIMEOUT_SECONDS)
+    name = service_name or env("OTEL_SERVICE_NAME") or "llm-slo-stack"
+    return MeterProvider(
+        resource=Resource.create({SERVICE_NAME: name}),
+        metric_readers=[PeriodicExportingMetricReader(exporter)],
+    )
 
 
 def _setting(

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry import propagate, trace
+from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
@@ -72,6 +73,7 @@ def create_app(
     limits: Limits = DEFAULT_LIMITS,
     tenant_header: str | None = None,
     tenant_from_api_key: bool = False,
+    meter_provider: MeterProvider | None = None,
 ) -> LLMTracingMiddleware:
     """The proxy as an ASGI app: forwarding inside, the middleware around it. At
     shutdown (after uvicorn has drained the in-flight requests) it closes its upstream
@@ -149,9 +151,10 @@ def create_app(
             await open_session.close()
         # Here, not after uvicorn.run(): on SIGTERM uvicorn re-raises the signal once it
         # has shut down, and the process would die with its spans still queued.
-        flush = getattr(tracer_provider, "force_flush", None)
-        if flush is not None:
-            flush()
+        for telemetry in (tracer_provider, meter_provider):
+            flush = getattr(telemetry, "force_flush", None)
+            if flush is not None:
+                flush()
 
     app = Starlette(
         routes=[
@@ -168,6 +171,7 @@ def create_app(
         capture_content=capture_content,
         tenant_header=tenant_header,
         tenant_from_api_key=tenant_from_api_key,
+        meter_provider=meter_provider,
     )
 
 
@@ -249,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         tracer_provider = provider.configure(args.service_name, args.otlp_endpoint)
+        meter_provider = provider.meters(args.service_name, args.otlp_endpoint)
     except provider.ConfigError as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 2
@@ -261,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         limits=limits,
         tenant_header=args.tenant_header,
         tenant_from_api_key=args.tenant_from_api_key,
+        meter_provider=meter_provider,
     )
     uvicorn.run(
         app,
@@ -270,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(args.drain_timeout),
     )
     tracer_provider.shutdown()
+    if meter_provider is not None:
+        meter_provider.shutdown()
     return 0
 
 

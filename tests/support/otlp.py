@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -36,6 +40,7 @@ class ReceivedSpan:
 @dataclass
 class Receiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # names of the metrics received
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def named(self, name: str) -> list[ReceivedSpan]:
@@ -66,6 +71,17 @@ def receiver(port: int = 0) -> Iterator[tuple[str, Receiver]]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
+            if self.path.endswith("/v1/metrics"):
+                metrics = ExportMetricsServiceRequest.FromString(body)
+                with got.lock:
+                    got.metrics += [
+                        metric.name
+                        for resource in metrics.resource_metrics
+                        for scope in resource.scope_metrics
+                        for metric in scope.metrics
+                    ]
+                self._answer(ExportMetricsServiceResponse().SerializeToString())
+                return
             request = ExportTraceServiceRequest.FromString(body)
             for resource in request.resource_spans:
                 service = next(
@@ -92,7 +108,9 @@ def receiver(port: int = 0) -> Iterator[tuple[str, Receiver]]:
                                     status_code=span.status.code,
                                 )
                             )
-            answer = ExportTraceServiceResponse().SerializeToString()
+            self._answer(ExportTraceServiceResponse().SerializeToString())
+
+        def _answer(self, answer: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(answer)))
