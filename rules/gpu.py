@@ -97,6 +97,19 @@ ALERTS = (
         "for 2 minutes: the engine on it is down or failing.",
         "gpu-down",
     ),
+    # An exporter that restarts while a GPU is gone never saw it: no `llm_gpu_up 0` to
+    # alert on, only fewer GPUs than the day before.
+    GpuAlert(
+        m.ALERT_GPU_MISSING,
+        f"count by ({m.INSTANCE}) ({m.GPU_UP.name})\n"
+        f"< max_over_time(count by ({m.INSTANCE}) ({m.GPU_UP.name})[1d:5m])\n",
+        "10m",
+        "page",
+        "fewer GPUs reported than in the last day",
+        "An exporter reports fewer GPUs than it did in the last 24 hours: a GPU fell off the "
+        "bus or failed to come back after a restart, and the engine on it is gone.",
+        "gpu-missing",
+    ),
     GpuAlert(
         m.ALERT_GPU_MEMORY_LEAK,
         f"min_over_time(deriv({PROCESS_MEMORY}[10m])[1h:5m]) > 0\n"
@@ -251,6 +264,19 @@ def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict
             "alert_rule_test": [
                 expect(a[m.ALERT_GPU_DOWN], "6m", [], runbook_base),
                 expect(a[m.ALERT_GPU_DOWN], "8m", [_labels("0")], runbook_base),
+            ],
+        },
+        {  # Host a: GPU 1's series stops at minute 20 (its exporter restarted without it).
+            "name": "a GPU gone from an exporter pages after 10m; a steady host never does",
+            "input_series": [
+                {"series": _series(m.GPU_UP, "0", instance="a"), "values": "1x60"},
+                {"series": _series(m.GPU_UP, "1", instance="a"), "values": "1x20"},
+                {"series": _series(m.GPU_UP, "0", instance="b"), "values": "1x60"},
+            ],
+            "alert_rule_test": [
+                # The series is stale 5m after its last sample, then 10m pending.
+                expect(a[m.ALERT_GPU_MISSING], "30m", [], runbook_base),
+                expect(a[m.ALERT_GPU_MISSING], "40m", [{m.INSTANCE: "a"}], runbook_base),
             ],
         },
         {  # pid 1 grows 64 MiB a minute for 90 minutes; pid 2 grows then frees (a cache).
