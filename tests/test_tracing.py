@@ -41,9 +41,9 @@ from llm_slo_stack.tracing.middleware import (
     Targets,
 )
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
-from tests.support import loopback, otlp
+from tests.support import gateway, loopback, otlp
 from tests.support.paths import ROOT
-from tests.support.scrape import Series, scrape, value
+from tests.support.scrape import Series, samples, scrape, value
 from tests.support.serving import PROMPT, chat
 from tests.support.serving import TRACE_MODEL as MODEL
 from tests.support.serving import TRACE_TOKENS as TOKENS
@@ -400,43 +400,22 @@ def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     )  # no endpoint: no export
 
 
-def test_the_readme_fastapi_gateway(tmp_path: object) -> None:
+def test_the_readme_fastapi_gateway() -> None:
     """The README's snippet: the middleware added to a FastAPI app, metrics mounted."""
-    from fastapi import FastAPI
-    from prometheus_client import make_asgi_app
-
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     registry = CollectorRegistry()
-
-    app = FastAPI()
-
-    @app.post("/v1/completions")
-    async def completions(body: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": "c1",
-            "model": body["model"],
-            "choices": [{"index": 0, "text": "hi", "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-
-    app.add_middleware(
-        LLMTracingMiddleware,
-        tracer_provider=tracer_provider,
-        registry=registry,
-        targets=Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml")),
-    )
-    app.mount("/metrics", make_asgi_app(registry))
-    with loopback.asgi(app) as base:
+    targets = Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml"))
+    with loopback.asgi(gateway.create(registry, tracer_provider, targets)) as base:
         answer = requests.post(
-            f"{base}/v1/completions", json={"model": "gw", "prompt": "x"}, timeout=10
+            f"{base}/v1/completions", json={"model": gateway.MODEL, "prompt": "x"}, timeout=10
         )
         assert answer.json()["choices"][0]["text"] == "hi"
         (span,) = finished(spans, 1)
         text = requests.get(f"{base}/metrics/", timeout=10).text
-    assert span.name == "text_completion gw"
-    assert f'{catalog.REQUESTS_GOODPUT.name}{{model="gw"}} 1.0' in text
+    assert span.name == f"text_completion {gateway.MODEL}"
+    assert f'{catalog.REQUESTS_GOODPUT.name}{{model="{gateway.MODEL}"}} 1.0' in text
 
 
 @pytest.mark.parametrize(
@@ -476,13 +455,16 @@ def test_every_request_is_counted_once_under_uvicorn_workers(tmp_path: Path) -> 
     ]  # fmt: skip
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    sample = (catalog.CLIENT_REQUESTS.name, frozenset({("model", "gw"), ("outcome", "success")}))
+    sample = (
+        catalog.CLIENT_REQUESTS.name,
+        frozenset({("model", gateway.MODEL), ("outcome", "success")}),
+    )
     try:
         loopback.wait_until_up(f"{base}/metrics/", process)
         for _ in range(20):  # a new connection each: the workers share them out
             requests.post(
                 f"{base}/v1/completions",
-                json={"model": "gw", "prompt": "x"},
+                json={"model": gateway.MODEL, "prompt": "x"},
                 headers={"Connection": "close"},
                 timeout=10,
             ).raise_for_status()
@@ -519,27 +501,17 @@ def test_tenants_from_a_header_or_a_hash_of_the_api_key_never_the_key() -> None:
     assert secret not in generate_latest(registry).decode()
     by_tenant = {
         dict(labels)[catalog.TENANT]: v
-        for (name, labels), v in samples_of_registry(registry).items()
+        for (name, labels), v in samples(registry.collect()).items()
         if name == catalog.CLIENT_REQUESTS.name
     }
     hashed = next(t for t in by_tenant if t.startswith("key-"))
     assert by_tenant == {"acme": 2, hashed: 1, catalog.OVERFLOW_VALUE: 1, catalog.NO_TENANT: 1}
     tokens = {
         dict(labels)[catalog.TENANT]: v
-        for (name, labels), v in samples_of_registry(registry).items()
+        for (name, labels), v in samples(registry.collect()).items()
         if name == catalog.CLIENT_GENERATION_TOKENS.name
     }
     assert tokens["acme"] == 4  # two streams of two chunks with text each
-
-
-def samples_of_registry(
-    registry: CollectorRegistry,
-) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in registry.collect()
-        for s in family.samples
-    }
 
 
 def test_genai_client_metrics_through_an_opentelemetry_meter_provider() -> None:
