@@ -104,13 +104,14 @@ Series = tuple[str, tuple[str, ...]]
 # A served series: its metric, label values, (bound, cumulative count)s or None, value.
 Row = tuple[catalog.Metric, tuple[str, ...], list[tuple[float, float]] | None, float]
 Getter = Callable[[list[float]], tuple[float, ...]]
+Lines = list[tuple[int, float]]  # (index or position, scale)
 
 
 def shape_of(text: str) -> tuple[int, list[str]]:
-    """A payload's shape (a hash of everything but the last token of each line) and its
-    last tokens, in order."""
+    """A payload split at its lines' last tokens: its shape (a hash of everything but
+    those tokens) and the pieces, text and tokens alternating (tokens at odd indices)."""
     pieces = _LAST_TOKEN.split(text)
-    return hash(tuple(pieces[0::2])), pieces[1::2]
+    return hash(tuple(pieces[0::2])), pieces
 
 
 @dataclass
@@ -133,29 +134,32 @@ class _Plan:
     # Once settled: the tokens read (in token order), and per series what replay does
     # with their floats, by position among them.
     _read: Callable[[list[str]], Any] = field(default=lambda tokens: ())
-    _histograms: list[tuple[Series, list[tuple[float, Getter]], Getter, Getter, float | None]] = (
-        field(default_factory=list)
+    # Per histogram series: its buckets' getters, its count's and sum's, and the scale of
+    # its sum's sources.
+    _histograms: list[tuple[Series, list[tuple[float, Getter]], Getter, Getter, float]] = field(
+        default_factory=list
     )
-    _values: list[tuple[Series, list[tuple[int, float]]]] = field(default_factory=list)
+    _values: list[tuple[Series, Lines]] = field(default_factory=list)
 
-    @staticmethod
-    def add(into: _Plan, slot: _Slot, index: int) -> None:
+    def add(self, slot: _Slot, index: int) -> None:
         if slot.folded:
-            into.folded.add(slot.folded)
+            self.folded.add(slot.folded)
         if slot.lora is not None:
-            into.lora.append((slot.series[1][0], slot.lora, index))
+            self.lora.append((slot.series[1][0], slot.lora, index))
             return
-        into.kinds.setdefault(slot.series[0], slot.kind)
+        self.kinds.setdefault(slot.series[0], slot.kind)
         if not slot.histogram:
-            into.values.setdefault(slot.series, []).append((index, slot.scale))
+            self.values.setdefault(slot.series, []).append((index, slot.scale))
             return
         part: float | str = slot.le if slot.le is not None else slot.part
         scale = slot.scale if part == "sum" else 1.0
-        into.histograms.setdefault(slot.series, {}).setdefault(part, []).append((index, scale))
+        self.histograms.setdefault(slot.series, {}).setdefault(part, []).append((index, scale))
 
-    def settle(self, superseded: _Plan) -> None:
+    def settle(self, superseded: _Plan) -> bool:
         """Take the superseded sources' series that no current source fed (as
-        Snapshot.settle), then index what replay reads."""
+        Snapshot.settle), then index what replay reads. False where a histogram's sum has
+        sources of different scales, which no mapping has: such payloads are read line
+        by line."""
         for key, parts in superseded.histograms.items():
             self.histograms.setdefault(key, parts)
         for key, lines in superseded.values.items():
@@ -178,25 +182,22 @@ class _Plan:
             buckets = [(p, getter(lines)) for p, lines in parts.items() if not isinstance(p, str)]
             empty: list[tuple[int, float]] = []
             count, total = parts.get("count", empty), parts.get("sum", empty)
-            scales = {scale for _, scale in total}
-            scale = scales.pop() if len(scales) == 1 else None
-            self._histograms.append((series, buckets, getter(count), getter(total), scale))
-            if scale is None and total:  # sums with different scales: kept line by line
-                self._values.append(
-                    ((series[0] + " sum", series[1]), [(at[i], s) for i, s in total])
-                )
+            scales = {scale for _, scale in total} or {1.0}
+            if len(scales) > 1:
+                return False
+            self._histograms.append((series, buckets, getter(count), getter(total), scales.pop()))
         self._values += [
             (series, [(at[i], s) for i, s in lines]) for series, lines in self.values.items()
         ]
         self.lora = [(model, info, at[i]) for model, info, i in self.lora]
         self.histograms, self.values = {}, {}
+        return True
 
     def replay(self, tokens: list[str]) -> Snapshot:
         """The snapshot of a payload of this shape, from its last tokens; ValueError if
         a value read is not a number."""
         floats = list(map(float, self._read(tokens)))
         snapshot = Snapshot(kinds=dict(self.kinds), folded=set(self.folded))
-        mixed = {series: [floats[i] * s for i, s in lines] for series, lines in self._values}
         for series, buckets, count, total, scale in self._histograms:
             histogram = _Histogram(
                 buckets=defaultdict(float, {le: sum(get(floats), 0.0) for le, get in buckets}),
@@ -204,12 +205,12 @@ class _Plan:
             )
             if scale == 1.0:
                 histogram.sum = sum(total(floats), 0.0)
-            elif scale is not None:
-                histogram.sum = sum([f * scale for f in total(floats)], 0.0)
             else:
-                histogram.sum = sum(mixed.pop((series[0] + " sum", series[1])), 0.0)
+                histogram.sum = sum([f * scale for f in total(floats)], 0.0)
             snapshot.histograms[series] = histogram
-        snapshot.values = mixed
+        snapshot.values = {
+            series: [floats[i] * s for i, s in lines] for series, lines in self._values
+        }
         for model, info, position in self.lora:
             snapshot.lora.setdefault(model, []).append((floats[position], info))
         return snapshot
@@ -286,11 +287,11 @@ class SidecarCollector:
         careful reads had, their mapping is replayed on its values (`_Plan`); otherwise
         each line is read (`_read_lines`).
         """
-        shape, tokens = shape_of(text)
+        shape, pieces = shape_of(text)
         plan = self._plan
         if plan is not None and plan.shape == shape and self.backend in (None, plan.backend):
             try:
-                snapshot = plan.replay(tokens)
+                snapshot = plan.replay(pieces[1::2])
             except ValueError as error:
                 raise ScrapeError("bad_payload", f"ValueError: {error}") from None
         else:
@@ -301,7 +302,7 @@ class SidecarCollector:
                 )
             snapshot = self._read_lines(text, backend)
             if self._shape == shape:  # the second time: worth a plan
-                self._plan = self._planned(text, backend, shape)
+                self._plan = self._planned(pieces, backend, shape)
                 if self.freeze_gc:
                     # The remembered lines and the plan live as long as the process:
                     # frozen, the cyclic GC's full passes stop walking them (those passes
@@ -390,12 +391,11 @@ class SidecarCollector:
         snapshot.folded |= superseded.folded
         return snapshot
 
-    def _planned(self, text: str, backend: Backend, shape: int) -> _Plan | None:
+    def _planned(self, pieces: list[str], backend: Backend, shape: int) -> _Plan | None:
         """The mapping of a payload just read, by the index of each line's last token;
         None if a mapped line is not remembered (the cache is full)."""
         slots = self._slots[backend.name]
         plan, superseded = _Plan(backend, shape), _Plan(backend, shape)
-        pieces = _LAST_TOKEN.split(text)
         for index in range(len(pieces) // 2):
             before = pieces[2 * index]
             line = before[before.rfind("\n") + 1 :]
@@ -405,9 +405,8 @@ class SidecarCollector:
             if cell is None:
                 return None
             for slot in cell[0]:
-                plan.add(superseded if slot.superseded else plan, slot, index)
-        plan.settle(superseded)
-        return plan
+                (superseded if slot.superseded else plan).add(slot, index)
+        return plan if plan.settle(superseded) else None
 
     def _slots_of(
         self, line: str, backend: Backend, wanted: dict[str, tuple[tuple[Rule, str], ...]]
