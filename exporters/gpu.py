@@ -228,6 +228,23 @@ class NvmlCollector:
             self.xid_events[tuple(labels)] += 1
 
 
+def _given_by(
+    fields: dict[str, tuple[catalog.Metric, float, tuple[str, ...]]], wanted: frozenset[str]
+) -> dict[str, tuple[str, ...]]:
+    """Per GPU metric, the DCGM fields that give it (none: DCGM cannot)."""
+    given = {
+        metric.name: tuple(field for field, (m, _, _) in fields.items() if m is metric)
+        for metric in catalog.GPU_METRICS
+    }
+    return given | {
+        catalog.GPU_UP.name: tuple(sorted(wanted)),
+        catalog.GPU_MEMORY_TOTAL.name: (DCGM.FB_FREE,),
+        catalog.GPU_CLOCKS_EVENT.name: (DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE),
+        catalog.GPU_XID_ERRORS.name: (DCGM.XID,),
+        catalog.GPU_XID_EVENTS.name: (DCGM.XID,),
+    }
+
+
 class DcgmCollector:
     """Scrapes dcgm-exporter at each scrape and maps its fields onto the catalog's names."""
 
@@ -257,16 +274,9 @@ class DcgmCollector:
     )
 
     # What gives each of our metrics, for saying which ones the source's counters lack.
-    GIVEN_BY: ClassVar[dict[str, tuple[str, ...]]] = {
-        **{metric.name: () for metric in catalog.GPU_METRICS},
-        catalog.GPU_UP.name: tuple(WANTED),
-        catalog.GPU_MEMORY_TOTAL.name: (DCGM.FB_FREE,),
-        catalog.GPU_CLOCKS_EVENT.name: (DCGM.CLOCKS_EVENT, DCGM.CLOCKS_THROTTLE),
-        catalog.GPU_XID_ERRORS.name: (DCGM.XID,),
-        catalog.GPU_XID_EVENTS.name: (DCGM.XID,),
-    }
-    for _field, (_metric, _scale, _extra) in FIELDS.items():
-        GIVEN_BY[_metric.name] = (*GIVEN_BY[_metric.name], _field)
+    GIVEN_BY: ClassVar[dict[str, tuple[str, ...]]] = _given_by(FIELDS, WANTED)
+    # Where the MIG instance sits among a series' labels.
+    MIG_AT = len(catalog.GPU_LABELS) + EXTRA_LABELS.index(DCGM.PASSTHROUGH[DCGM.LABEL_MIG_INSTANCE])
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.upstream = Upstream(url, timeout)
@@ -356,9 +366,7 @@ class DcgmCollector:
 
     def _identity(self, key: tuple[str, ...]) -> tuple[str, ...]:
         """A GPU or MIG slice whatever pod uses it: index, uuid and MIG instance."""
-        return (key[0], key[1], key[len(catalog.GPU_LABELS) + self._mig_at])
-
-    _mig_at = EXTRA_LABELS.index(DCGM.PASSTHROUGH[DCGM.LABEL_MIG_INSTANCE])
+        return (key[0], key[1], key[self.MIG_AT])
 
     def _xid(self, key: tuple[str, ...], value: float) -> None:
         """dcgm-exporter shows the last XID code as a gauge: count each change to a code.
