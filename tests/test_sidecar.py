@@ -20,7 +20,7 @@ from llm_slo_stack.simulator.server import Config, create_app
 from tests.support import engines, loopback
 from tests.support.engines import through_exporter
 from tests.support.paths import FIXTURES
-from tests.support.scrape import Series, names, scrape, value
+from tests.support.scrape import Series, names, samples_of, scrape, value
 from tests.support.serving import MODEL, REQUESTS, TOKENS, load
 
 
@@ -302,3 +302,21 @@ def test_the_sidecars_own_text_is_byte_for_byte_what_prometheus_client_writes(
     ours, reference = SidecarCollector("http://unused"), SidecarCollector("http://unused")
     written = ours.text(ours.read(text)).encode()
     assert written == exposition(reference.families(reference.read(text)))
+
+
+def test_the_collector_in_a_registry_serves_what_render_does() -> None:
+    """The sidecar is also a prometheus_client collector (collect()); registered in a
+    registry it serves the same series as its own render(), but the scrape's duration."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    body = (FIXTURES / "triton_core.metrics").read_text()
+    with loopback.http(loopback.payload(body)) as (upstream, _):
+        collector = SidecarCollector(upstream)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        collected = samples_of(generate_latest(registry).decode())
+        rendered = samples_of(collector.render().decode())
+    duration = catalog.EXPORTER_SCRAPE_DURATION.name
+    assert {k: v for k, v in collected.items() if k[0] != duration} == {
+        k: v for k, v in rendered.items() if k[0] != duration
+    }

@@ -129,6 +129,9 @@ def test_spans_link_proxy_and_server_and_histograms_count_every_request() -> Non
     assert value(metrics, catalog.CLIENT_TIME_PER_OUTPUT_TOKEN.count, model=MODEL) == 3
     assert value(metrics, catalog.CLIENT_REQUESTS.name, model=MODEL, outcome="success") == 5
     assert value(metrics, catalog.CLIENT_INTER_TOKEN_LATENCY.count, model=MODEL) == 3 * (TOKENS - 1)
+    # Tokens from each answer's usage: the simulator counts 7 prompt tokens for PROMPT.
+    assert value(metrics, catalog.CLIENT_PROMPT_TOKENS.name, model=MODEL) == 5 * 7
+    assert value(metrics, catalog.CLIENT_GENERATION_TOKENS.name, model=MODEL) == 5 * TOKENS
     # The client's view has its own names: none of the server's series come from here.
     assert not {name for name, _ in metrics} & {
         n for m in catalog.METRICS for n in (m.name, m.bucket, m.count, m.sum)
@@ -147,6 +150,14 @@ def test_goodput_counts_the_requests_that_met_both_targets() -> None:
         metrics = settled(front, catalog.CLIENT_REQUESTS.name, 5, model=MODEL, outcome="success")
     assert value(metrics, catalog.CLIENT_REQUESTS.name, model=MODEL, outcome="success") == 5
     assert value(metrics, catalog.REQUESTS_GOODPUT.name, model=MODEL) == 3
+
+
+def test_a_whole_answer_meets_its_targets_by_the_deadline_of_a_compliant_stream() -> None:
+    targets = Targets(ttft=2.0, tpot=0.2)
+    # 11 tokens: a stream meeting both targets ends by 2 + 10 x 0.2 = 4 s.
+    assert targets.within(3.99, 11) and not targets.within(4.01, 11)
+    assert targets.within(1.9, 1) and not targets.within(2.1, 1)  # one token: the TTFT alone
+    assert Targets(tpot=0.2).within(1e6, 11)  # no TTFT target: no deadline
 
 
 def test_targets_come_from_the_slo_file() -> None:
