@@ -27,7 +27,7 @@ class Generator(Protocol):
 
     def files(self, spec: Spec) -> dict[str, str]: ...
 
-    def shared_files(self) -> dict[str, str]: ...
+    def shared_files(self, specs: Sequence[Spec]) -> dict[str, str]: ...
 
     def owned(self, spec: Spec, out_dir: Path) -> list[Path]: ...
 
@@ -54,7 +54,9 @@ def plan(specs: Sequence[Spec], out_dirs: dict[str, Path]) -> Plan:
     result = Plan()
     for name, out_dir in out_dirs.items():
         generator = GENERATORS[name]
-        result.files |= {out_dir / path: text for path, text in generator.shared_files().items()}
+        result.files |= {
+            out_dir / path: text for path, text in generator.shared_files(specs).items()
+        }
         for spec in specs:
             try:
                 generated = {out_dir / path: text for path, text in generator.files(spec).items()}

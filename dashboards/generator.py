@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -333,8 +334,8 @@ def files(spec: Spec) -> dict[str, str]:
     }
 
 
-def shared_files() -> dict[str, str]:
-    """Dashboards the same for every SLO file: the GPU dashboard."""
+def shared_files(specs: Sequence[Spec]) -> dict[str, str]:
+    """Dashboards for all the SLO files together: the GPU dashboard (the same for any)."""
     return {"gpu.json": json.dumps(gpu(), indent=2, sort_keys=True) + "\n"}
 
 

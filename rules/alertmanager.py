@@ -1,6 +1,6 @@
 """The Alertmanager configuration the generated alerts are meant for: pages and tickets
 routed apart, grouped by service and SLO, and a ticket silenced while a page of the same
-alert, service and SLO fires (the slow tiers say nothing the fast ones have not).
+alert, service, SLO and group fires (the slow tiers say nothing the fast ones have not).
 
 The receivers come with no integration: add yours (PagerDuty, Slack, a webhook) under
 `page` and `ticket`. `amtool check-config` accepts the file as it is; the compose stack
@@ -9,6 +9,7 @@ loads it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llm_slo_stack.exporters import catalog
@@ -20,7 +21,10 @@ GROUP_BY = [catalog.ALERTNAME, catalog.SERVICE, catalog.SLO]
 SAME_ALERT = [catalog.ALERTNAME, catalog.SERVICE, catalog.SLO]
 
 
-def config() -> dict[str, Any]:
+def config(group_labels: Sequence[str]) -> dict[str, Any]:
+    """The configuration for alerts grouped by `group_labels` (the specs' `group_by`): a
+    page inhibits only the ticket of its own group (a model's page, not another model's
+    ticket; a label neither alert has counts as equal)."""
     severity = catalog.SEVERITY
     return {
         "route": {
@@ -40,7 +44,7 @@ def config() -> dict[str, Any]:
             {
                 "source_matchers": [f'{severity}="{burnrate.PAGE}"'],
                 "target_matchers": [f'{severity}="{burnrate.TICKET}"'],
-                "equal": SAME_ALERT,
+                "equal": [*SAME_ALERT, *sorted(set(group_labels) - set(SAME_ALERT))],
             }
         ],
         "receivers": [{"name": n} for n in (DEFAULT_RECEIVER, burnrate.PAGE, burnrate.TICKET)],

@@ -70,7 +70,7 @@ def _slo_group(spec: Spec, slo: SLO) -> Group:
             },
         ]
     rules += _metadata(spec, slo, labels)
-    rules += [_burn_alert(spec, slo, window) for window in slo.alert_windows]
+    rules += _burn_alerts(spec, slo)
     rules.append(_absent_alert(spec, slo))
     return {"name": f"llm-slo:{spec.service}:{slo.name}", "rules": rules}
 
@@ -99,42 +99,69 @@ def _who(spec: Spec, slo: SLO) -> str:
 
 
 SLO_DESCRIPTION = "slo_description"  # the annotation holding the spec's description
+WINDOWS = "windows"  # the annotation naming the tiers a burn alert fires on
 BURN_ONLY = ("summary", "description")  # annotations a spec sets for the burn alerts only
 
 
-def _burn_alert(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> Rule:
-    budget = slo.error_budget
-    factor = burnrate.factor(window, spec.period)
-    limit = number(burnrate.threshold(window, spec.period, budget))
-    long, short = duration.promql(window.long), duration.promql(window.short)
-    expr = (
+def _burn_alerts(spec: Spec, slo: SLO) -> list[Rule]:
+    """One alert per severity: its tiers combined with `or`, so an outage that crosses
+    both page tiers pages once (and the Alertmanager fragment holds the ticket back)."""
+    severities = dict.fromkeys(w.severity for w in slo.alert_windows)
+    return [
+        _burn_alert(spec, slo, severity, [w for w in slo.alert_windows if w.severity == severity])
+        for severity in severities
+    ]
+
+
+def _tier(spec: Spec, slo: SLO, window: burnrate.AlertWindow) -> str:
+    limit = number(burnrate.threshold(window, spec.period, slo.error_budget))
+    return (
         f"{error_ratio(spec, slo, window.long)} > {limit}\n"
         f"and\n"
-        f"{error_ratio(spec, slo, window.short)} > {limit}\n"
+        f"{error_ratio(spec, slo, window.short)} > {limit}"
     )
+
+
+def tiers_text(spec: Spec, tiers: list[burnrate.AlertWindow]) -> str:
+    """The windows an alert fires on, as its `windows` annotation reads."""
+    return ", or ".join(
+        f"{duration.promql(w.long)} and {duration.promql(w.short)} above "
+        f"{number(burnrate.factor(w, spec.period))}x"
+        for w in tiers
+    )
+
+
+def _burn_alert(spec: Spec, slo: SLO, severity: str, tiers: list[burnrate.AlertWindow]) -> Rule:
+    budget = slo.error_budget
+    # `or` keeps the first tier that fires: the value is its long window's error ratio.
+    expr = "\nor\n".join(
+        f"(\n{_tier(spec, slo, w)}\n)" if len(tiers) > 1 else _tier(spec, slo, w) for w in tiers
+    )
+    fastest = max(tiers, key=lambda w: burnrate.factor(w, spec.period))
+    factor = burnrate.factor(fastest, spec.period)
     exhaustion = duration.human(burnrate.exhaustion_time(spec.period, factor))
+    meaning = "; ".join(
+        f"{number(w.budget_share * 100)}% of the budget spent in {duration.promql(w.long)}"
+        for w in tiers
+    )
     annotations = {
-        "summary": f"{_who(spec, slo)}: error budget burning over {number(factor)}x too fast",
+        "summary": f"{_who(spec, slo)}: error budget burning too fast ({severity})",
         "description": (
-            f"SLO {slo.name} of {spec.service} promises that {describe(spec, slo)}. Its error "
-            f"ratio has stayed above {limit} ({number(factor)}x the {number(budget)} budget) over "
-            f"both the last {long} and {short}: {number(window.budget_share * 100)}% of the "
-            f"budget is spent in {long}, and all of it would be gone in {exhaustion}."
+            f"SLO {slo.name} of {spec.service} promises that {describe(spec, slo)}, an error "
+            f"budget of {number(budget)}. Its error ratio ({{{{ $value | humanizePercentage }}}} "
+            f"over the long window) has stayed above a {severity} tier's threshold over both "
+            f"of its windows ({meaning}); at {number(factor)}x all of it would be gone in "
+            f"{exhaustion}."
         ),
+        WINDOWS: tiers_text(spec, tiers),
         "runbook_url": runbook(spec, slo, RUNBOOK_BURN),
         **_described(slo),
         **slo.alerting.annotations,
     }
     return {
         "alert": catalog.ALERT_BUDGET_BURN,
-        "expr": expr,
-        "labels": {
-            **slo_labels(spec, slo),
-            catalog.SEVERITY: window.severity,
-            catalog.LONG_WINDOW: long,
-            catalog.SHORT_WINDOW: short,
-            **slo.alerting.labels,
-        },
+        "expr": expr + "\n",
+        "labels": {**slo_labels(spec, slo), catalog.SEVERITY: severity, **slo.alerting.labels},
         "annotations": annotations,
     }
 

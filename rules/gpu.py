@@ -13,7 +13,7 @@ from typing import Any
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules.generator import Group
-from llm_slo_stack.slo.conventions import DEFAULT_RUNBOOK_BASE, POD_JOIN, RUNBOOK_GPU
+from llm_slo_stack.slo.conventions import POD_JOIN, RUNBOOK_GPU
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 GROUP = "llm-slo:gpu"
@@ -147,7 +147,7 @@ ALERTS = (
 )
 
 
-def rule_groups(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[Group]:
+def rule_groups(runbook_base: str) -> list[Group]:
     return [{"name": GROUP, "rules": [alert.rule(runbook_base) for alert in ALERTS]}]
 
 
@@ -202,7 +202,7 @@ def _pod_case(
     }
 
 
-def unit_tests(rule_file: str, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
+def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
     """One promtool test per alert: a case that fires, with its exact labels and
     annotations, next to a near miss that must not."""
     a = {alert.name: alert for alert in ALERTS}

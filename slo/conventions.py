@@ -10,6 +10,7 @@ labels and windows) comes from here.
 from __future__ import annotations
 
 from fractions import Fraction
+from importlib import metadata
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate, duration
@@ -21,7 +22,7 @@ BASE_WINDOW = 5 * burnrate.MINUTE
 # window's recorded rate (cheap over days).
 RAW_LIMIT = 6 * burnrate.HOUR
 POD_JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"  # GPU series meet serving series on these
-DEFAULT_RUNBOOK_BASE = "rules/runbooks/"
+DISTRIBUTION = "llm-slo-stack"
 RUNBOOK_BURN = "error-budget-burn.md"
 RUNBOOK_ABSENT = "sli-data-absent.md"
 RUNBOOK_GPU = "gpu.md"
@@ -164,6 +165,15 @@ def describe(spec: Spec, slo: SLO) -> str:
     return f"{number(slo.objective)}% {what} over {window(spec.period)}"
 
 
+def default_runbook_base() -> str:
+    """Where a spec without `runbook_base_url` links: the runbooks of the installed
+    release in the project's repository (pyproject's Repository URL, tag v<version>),
+    the text that release's alerts were written for."""
+    meta = metadata.metadata(DISTRIBUTION)
+    urls = dict(url.split(", ", 1) for url in meta.get_all("Project-URL") or [])
+    return f"{urls['Repository']}/blob/v{meta['Version']}/rules/runbooks/"
+
+
 def runbook(spec: Spec, slo: SLO, page: str) -> str:
     """The runbook link of an SLO's alerts: its own, else the stack's runbook section."""
     if slo.alerting.runbook_url:
@@ -172,4 +182,4 @@ def runbook(spec: Spec, slo: SLO, page: str) -> str:
     anchor = (
         f"latency-{sli.phase}" if isinstance(sli, LatencySLI) else type(sli).__name__[:-3].lower()
     )
-    return f"{spec.runbook_base_url or DEFAULT_RUNBOOK_BASE}{page}#{anchor}"
+    return f"{spec.runbook_base_url or default_runbook_base()}{page}#{anchor}"

@@ -37,9 +37,8 @@ NAME_EXPECTED = "lowercase letters, digits and '-' (at most 63, not starting or 
 # Labels the generated rules set themselves; a spec may not set or group by them.
 RESERVED_LABELS = frozenset(
     {
-        catalog.SLO, catalog.SERVICE, catalog.SEVERITY, catalog.LONG_WINDOW,
-        catalog.SHORT_WINDOW, catalog.QUANTILE, catalog.LE, catalog.ALERTNAME,
-        catalog.ALERTSTATE, catalog.MODEL, catalog.OUTCOME,
+        catalog.SLO, catalog.SERVICE, catalog.SEVERITY, catalog.QUANTILE, catalog.LE,
+        catalog.ALERTNAME, catalog.ALERTSTATE, catalog.MODEL, catalog.OUTCOME,
     }
 )  # fmt: skip
 # Labels the SLIs themselves match on; a selector that pinned them would break the SLI.

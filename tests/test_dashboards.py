@@ -15,12 +15,12 @@ import yaml
 from llm_slo_stack.dashboards import generator as dashboards
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules import generator, gpu
-from llm_slo_stack.slo import spec
+from llm_slo_stack.slo import conventions, spec
 from tests.support.paths import ROOT
 from tests.support.promtool import run as run_promtool
 
 DEFAULT = spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")
-BOARDS = {**dashboards.files(DEFAULT), **dashboards.shared_files()}
+BOARDS = {**dashboards.files(DEFAULT), **dashboards.shared_files([DEFAULT])}
 VARIABLES = {"$service": DEFAULT.service, "$model": ".*", "$instance": ".*", "$__all": ".*"}
 
 
@@ -80,7 +80,7 @@ def known_names() -> set[str]:
         *catalog.CLIENT_METRICS,
     ):
         names |= {metric.name, metric.bucket, metric.count, metric.sum}
-    groups = generator.rule_groups(DEFAULT) + gpu.rule_groups()
+    groups = generator.rule_groups(DEFAULT) + gpu.rule_groups(conventions.default_runbook_base())
     names |= {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
     return names
 
@@ -135,7 +135,7 @@ def test_every_target_is_valid_promql(tmp_path: Path, promtool: str) -> None:
 
 def test_generation_is_deterministic() -> None:
     again = {**dashboards.files(spec.loads((ROOT / "slo" / "default.yaml").read_text(), "slo/default.yaml")),
-             **dashboards.shared_files()}  # fmt: skip
+             **dashboards.shared_files([DEFAULT])}  # fmt: skip
     assert again == BOARDS
     for text in BOARDS.values():
         assert text.endswith("\n")
@@ -189,7 +189,7 @@ def test_every_panel_target_returns_data_from_a_real_prometheus(tmp_path: Path) 
     from tests.support.prometheus import scraping as prometheus
     from tests.support.serving import chat
 
-    for name, text in {**writer.files(DEFAULT), **writer.shared_files()}.items():
+    for name, text in {**writer.files(DEFAULT), **writer.shared_files([DEFAULT])}.items():
         (tmp_path / "rules" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "rules" / name).write_text(text)
     rule_files = sorted((tmp_path / "rules").glob("*.rules.yaml"))

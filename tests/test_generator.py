@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.rules import generator, writer
+from llm_slo_stack.rules import generator, gpu, writer
 from llm_slo_stack.slo import burnrate, conventions, spec
 from llm_slo_stack.slo.model import Spec
 from tests.support.paths import ROOT
@@ -64,7 +64,9 @@ def test_every_window_ratio_is_a_ratio_of_sums(loaded: Spec) -> None:
                 assert f"[{name}]))" in records[(total, slo.name)]
 
 
-def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: Spec) -> None:
+def test_one_alert_per_severity_fires_on_any_of_its_tiers_both_windows_above_factor(
+    loaded: Spec,
+) -> None:
     alerts = [
         a
         for a in rules_of(generator.rule_groups(loaded), "alert")
@@ -72,17 +74,55 @@ def test_each_tier_alerts_on_both_windows_at_factor_times_budget(loaded: Spec) -
     ]
     for slo in loaded.slos:
         mine = [a for a in alerts if a["labels"]["slo"] == slo.name]
-        assert len(mine) == len(slo.alert_windows)
-        for alert, window in zip(mine, slo.alert_windows, strict=True):
-            limit = conventions.number(burnrate.threshold(window, loaded.period, slo.error_budget))
-            long, short = (conventions.window(w) for w in (window.long, window.short))
-            assert alert["expr"].splitlines() == [
-                f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=long), loaded, slo)} > {limit}",
-                "and",
-                f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=short), loaded, slo)} > {limit}",
-            ]
-            assert alert["labels"]["severity"] == window.severity
+        severities = list(dict.fromkeys(w.severity for w in slo.alert_windows))
+        assert [a["labels"]["severity"] for a in mine] == severities
+        for alert in mine:
+            tiers = [w for w in slo.alert_windows if w.severity == alert["labels"]["severity"]]
+            branches = []
+            for window in tiers:
+                limit = burnrate.threshold(window, loaded.period, slo.error_budget)
+                long, short = (conventions.window(w) for w in (window.long, window.short))
+                branches.append(
+                    [
+                        f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=long), loaded, slo)} > {conventions.number(limit)}",
+                        "and",
+                        f"{conventions.own_series(catalog.SLI_ERROR_RATIO.format(window=short), loaded, slo)} > {conventions.number(limit)}",
+                    ]
+                )
+            if len(branches) == 1:
+                expected = branches[0]
+            else:
+                expected = []
+                for branch in branches:
+                    expected += [*(["or"] if expected else []), "(", *branch, ")"]
+            assert alert["expr"].splitlines() == expected
+            assert alert["annotations"][generator.WINDOWS] == generator.tiers_text(loaded, tiers)
             assert set(alert["annotations"]) >= {"summary", "description", "runbook_url"}
+
+
+def test_default_runbook_links_name_a_shipped_runbook_and_one_of_its_headings() -> None:
+    """Without `runbook_base_url`, every alert links the runbooks of this release in the
+    repository (pyproject's Repository URL at tag v<version>): a file we ship, and an
+    anchor GitHub makes from one of its headings."""
+    base = conventions.default_runbook_base()
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+/blob/v[\w.]+/rules/runbooks/", base)
+    specs = [spec.load(ROOT / "slo" / "default.yaml")] + [
+        spec.load(path) for path in sorted((ROOT / "tests" / "golden").glob("*/spec.yaml"))
+    ]
+    groups = [g for s in specs for g in generator.rule_groups(s)]
+    groups += gpu.rule_groups(base)
+    links = {a["annotations"]["runbook_url"] for a in rules_of(groups, "alert")}
+    own = sorted(link for link in links if link.startswith(base))
+    assert len(own) >= 10
+    for link in own:
+        page, anchor = link.removeprefix(base).split("#")
+        text = (ROOT / "rules" / "runbooks" / page).read_text()
+        slugs = {
+            re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in text.splitlines()
+            if line.startswith("#")
+        }
+        assert anchor in slugs, f"{link}: no heading makes #{anchor}"
 
 
 def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: Spec) -> None:
@@ -91,7 +131,7 @@ def test_upstream_5xx_pages_only_and_uses_its_own_runbook(loaded: Spec) -> None:
         for a in rules_of(generator.rule_groups(loaded), "alert")
         if a["labels"]["slo"] == "upstream-5xx"
     ]
-    assert [a["labels"]["severity"] for a in alerts] == ["page", "page", "page"]  # 2 tiers + absent
+    assert [a["labels"]["severity"] for a in alerts] == ["page", "page"]  # both tiers, absent
     assert {a["annotations"]["runbook_url"] for a in alerts} == {"https://wiki.example.com/5xx"}
 
 

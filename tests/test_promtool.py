@@ -45,7 +45,7 @@ def mutate(folder: Path, old: str, new: str) -> None:
 def test_default_rules_pass_check_rules(generated: Path, promtool: str) -> None:
     run = run_promtool(promtool, "check", "rules", generated / "chat.rules.yaml")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 175 rules found" in run.stdout  # 4 SLOs x 35 + 7 phases x 5
+    assert "SUCCESS: 167 rules found" in run.stdout  # 4 SLOs x 33 + 7 phases x 5
 
 
 TTFT = 'service="chat", slo="ttft"'
@@ -99,7 +99,7 @@ def test_generated_tests_catch_a_broken_rule(
 def test_gpu_alerts_pass_their_tests_and_the_tests_catch_a_missing_hour(
     tmp_path: Path, promtool: str
 ) -> None:
-    for name, text in writer.shared_files().items():
+    for name, text in writer.shared_files([spec.load(ROOT / DEFAULT)]).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     test_file = tmp_path / "tests" / "gpu.test.yaml"
@@ -129,7 +129,7 @@ def test_the_first_xid_pages_from_the_series_the_exporter_writes(
     exporter wrote them, minute by minute (absent where it wrote none): the page fires
     at minute 6. Alerting on the per-code series instead (born at 1, so increase() reads
     0) never would: the mutation proves it."""
-    for name, text in writer.shared_files().items():
+    for name, text in writer.shared_files([spec.load(ROOT / DEFAULT)]).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     collector = DcgmCollector("http://127.0.0.1:9/")
@@ -160,8 +160,8 @@ def test_the_first_xid_pages_from_the_series_the_exporter_writes(
                 "interval": "1m",
                 "input_series": series,
                 "alert_rule_test": [
-                    gpu.expect(alert, "4m", [], conventions.DEFAULT_RUNBOOK_BASE),
-                    gpu.expect(alert, "6m", [where], conventions.DEFAULT_RUNBOOK_BASE),
+                    gpu.expect(alert, "4m", [], conventions.default_runbook_base()),
+                    gpu.expect(alert, "6m", [where], conventions.default_runbook_base()),
                 ],
             }
         ],
