@@ -69,8 +69,8 @@ def findings(spec: Spec, bounds: Bounds) -> list[Finding]:
     """Per latency SLO of the spec: whether the server carries its threshold, and the fix."""
     out = []
     for slo in spec.slos:
-        if not isinstance(slo.sli, LatencySLI):
-            continue
+        if not isinstance(slo.sli, LatencySLI) or not slo.sli.phase:
+            continue  # the user's own histogram: its buckets are not vLLM's
         phase, threshold = slo.sli.phase, float(slo.sli.threshold)
         metric = catalog.PHASES[phase]
         where = f"{spec.source}: {slo.name}: {phase} under {_seconds(threshold)}"

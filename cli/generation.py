@@ -63,7 +63,8 @@ def plan(specs: Sequence[Spec], out_dirs: dict[str, Path]) -> Plan:
             except GENERATION_ERRORS as error:
                 raise GenerationError(f"{spec.source}: cannot generate {name}: {error}") from None
             result.files |= generated
-            result.stale |= set(generator.owned(spec, out_dir)) - set(generated)
+            result.stale |= set(generator.owned(spec, out_dir))
+    result.stale -= set(result.files)
     return result
 
 

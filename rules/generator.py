@@ -30,7 +30,7 @@ from llm_slo_stack.slo.conventions import (
     sum_by,
     windows,
 )
-from llm_slo_stack.slo.model import SLO, Spec
+from llm_slo_stack.slo.model import PHASE_RULES, SLO, Spec
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 Rule = dict[str, Any]
@@ -41,7 +41,8 @@ ABSENT_FOR = "10m"
 def rule_groups(spec: Spec) -> list[Group]:
     """The spec's rule groups, deterministic in order and content."""
     groups = [_slo_group(spec, slo) for slo in spec.slos]
-    groups.append(_phase_group(spec))
+    if PHASE_RULES in spec.include:
+        groups.append(_phase_group(spec))
     return groups
 
 

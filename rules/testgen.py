@@ -19,7 +19,7 @@ from typing import Any
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules.regex import example
 from llm_slo_stack.slo import burnrate, conventions, duration
-from llm_slo_stack.slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.model import SLO, AvailabilitySLI, GoodputSLI, LatencySLI, RatioSLI, Spec
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 EVAL_MINUTES = 1  # scrape interval of every test, evaluation interval of the incident tests
@@ -389,12 +389,27 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
             Series(name, aborted, ALL, START_ALL),
         ]
     if isinstance(sli, LatencySLI):
-        labels = solve(sli.metric.count, base, spec.group_by)
+        count, bucket = sli.count, sli.bucket
+        labels = solve(count.metric, [*base, *count.matchers], spec.group_by)
         go, python = conventions.le_spellings(float(sli.threshold))
         le = go if go_le else python
         return [
-            Series(sli.metric.count, labels, ALL, START_ALL),
-            Series(sli.metric.bucket, {**labels, catalog.LE: le}, GOOD, START_ALL - START_BAD),
+            Series(count.metric, labels, ALL, START_ALL),
+            Series(bucket.metric, {**labels, catalog.LE: le}, GOOD, START_ALL - START_BAD),
+        ]
+    if isinstance(sli, GoodputSLI):
+        name = catalog.CLIENT_REQUESTS.name
+        answered = solve(
+            name, [*base, Matcher(catalog.OUTCOME, "=", catalog.OUTCOME_SUCCESS)], spec.group_by
+        )
+        good = {k: v for k, v in answered.items() if k != catalog.OUTCOME}
+        # Requests that met their targets, among successes; bad requests and clients that
+        # left, as many as all events: a total that counted them would halve the ratio.
+        return [
+            Series(name, answered, ALL, START_ALL),
+            Series(catalog.REQUESTS_GOODPUT.name, good, GOOD, START_ALL - START_BAD),
+            Series(name, {**answered, catalog.OUTCOME: catalog.OUTCOME_INVALID}, ALL, START_BAD),
+            Series(name, {**answered, catalog.OUTCOME: catalog.OUTCOME_ABORTED}, ALL, START_BAD),
         ]
     assert isinstance(sli, RatioSLI)
     errors = [*sli.errors.matchers, *base]

@@ -14,7 +14,7 @@ from importlib import metadata
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate, duration
-from llm_slo_stack.slo.model import SLO, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.model import SLO, AvailabilitySLI, GoodputSLI, LatencySLI, RatioSLI, Spec
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 BASE_WINDOW = 5 * burnrate.MINUTE
@@ -120,11 +120,17 @@ def sli_rates(spec: Spec, slo: SLO, seconds: int) -> tuple[str, str]:
         # A counter for errors may not exist before the first error: count that as 0.
         bad = f"{rate(selected(spec, sli.requests.name, failed))} or (0 * {total})"
     elif isinstance(sli, LatencySLI):
-        total = rate(selected(spec, sli.metric.count))
+        total = rate(selected(spec, sli.count))
         le = Matcher(catalog.LE, "=~", le_pattern(float(sli.threshold)))
         # No `or`: a missing bucket means the server's buckets lack the threshold, and
         # the SLI must then be absent (and alert as such), not read as zero.
-        bad = f"{total} - {rate(selected(spec, sli.metric.bucket, le))}"
+        bad = f"{total} - {rate(selected(spec, sli.bucket, le))}"
+    elif isinstance(sli, GoodputSLI):
+        counted = Matcher(catalog.OUTCOME, "=~", "|".join(catalog.AVAILABILITY_COUNTED))
+        total = rate(selected(spec, catalog.CLIENT_REQUESTS.name, counted))
+        # Before the first request that met its targets there is no goodput series: 0.
+        good = rate(selected(spec, catalog.REQUESTS_GOODPUT.name))
+        bad = f"{total} - ({good} or (0 * {total}))"
     else:
         total = rate(selected(spec, sli.total))
         bad = f"{rate(selected(spec, sli.errors))} or (0 * {total})"
@@ -153,12 +159,20 @@ def describe(spec: Spec, slo: SLO) -> str:
         what = "of requests do not fail"
     elif isinstance(sli, LatencySLI):
         # The ITL histogram observes every gap between tokens, not every request.
-        events = (
-            "inter-token gaps are"
-            if sli.metric is catalog.INTER_TOKEN_LATENCY
-            else f"requests have {sli.phase}"
-        )
+        if sli.histogram is not None:
+            events = f"observations of {sli.histogram.render()} are"
+        elif sli.phase == "itl":
+            events = "inter-token gaps are"
+        else:
+            events = f"requests have {sli.phase}"
         what = f"of {events} at or under {number(sli.threshold)}s"
+    elif isinstance(sli, GoodputSLI):
+        targets = [
+            f"{name} at or under {number(target)}s"
+            for name, target in (("TTFT", sli.ttft), ("TPOT", sli.tpot))
+            if target is not None
+        ]
+        what = f"of requests meet their targets ({' and '.join(targets)}, as clients saw it)"
     else:
         assert isinstance(sli, RatioSLI)
         what = f"of {sli.total.render()} are not {sli.errors.render()}"
@@ -179,7 +193,8 @@ def runbook(spec: Spec, slo: SLO, page: str) -> str:
     if slo.alerting.runbook_url:
         return slo.alerting.runbook_url
     sli = slo.sli
-    anchor = (
-        f"latency-{sli.phase}" if isinstance(sli, LatencySLI) else type(sli).__name__[:-3].lower()
-    )
+    if isinstance(sli, LatencySLI):
+        anchor = f"latency-{sli.phase}" if sli.phase else "latency"
+    else:
+        anchor = type(sli).__name__[:-3].lower()
     return f"{spec.runbook_base_url or default_runbook_base()}{page}#{anchor}"

@@ -13,6 +13,9 @@ from llm_slo_stack.slo.selector import Selector
 SERVER = "server"  # the server's own view: the sidecar's series
 CLIENT = "client"  # what clients saw: the tracing middleware's or proxy's series
 SOURCES = (SERVER, CLIENT)
+PHASE_RULES = "phases"  # the LLM phase quantile rules and the serving dashboard
+GPU_RULES = "gpu"  # the GPU alerts and the GPU dashboard
+INCLUDES = (PHASE_RULES, GPU_RULES)
 
 
 @dataclass(frozen=True)
@@ -29,17 +32,43 @@ class AvailabilitySLI:
 
 @dataclass(frozen=True)
 class LatencySLI:
-    """bad = requests of `phase` slower than `threshold` seconds (a bucket bound), from
-    the server's view or the client's."""
+    """bad = observations slower than `threshold` seconds (a bucket bound): of an LLM
+    `phase` from the server's view or the client's, or of the user's own `histogram`
+    (its base name and matchers; `phase` is then empty)."""
 
     phase: str
     threshold: Fraction
     source: str = SERVER
+    histogram: Selector | None = None
 
     @property
     def metric(self) -> catalog.Metric:
         phases = catalog.CLIENT_PHASES if self.source == CLIENT else catalog.PHASES
         return phases[self.phase]
+
+    @property
+    def bucket(self) -> Selector:
+        if self.histogram is None:
+            return Selector(self.metric.bucket)
+        return Selector(f"{self.histogram.metric}_bucket", self.histogram.matchers)
+
+    @property
+    def count(self) -> Selector:
+        if self.histogram is None:
+            return Selector(self.metric.count)
+        return Selector(f"{self.histogram.metric}_count", self.histogram.matchers)
+
+
+@dataclass(frozen=True)
+class GoodputSLI:
+    """bad = requests the gateway passed on that did not meet both their TTFT and TPOT
+    targets (errors and rejections included), total = those that succeeded, failed or
+    were turned away: the client's view only, where goodput is measured. The targets
+    here are the ones the tracing proxy judges by (`--slo`)."""
+
+    ttft: Fraction | None
+    tpot: Fraction | None
+    source: str = CLIENT
 
 
 @dataclass(frozen=True)
@@ -50,7 +79,7 @@ class RatioSLI:
     total: Selector
 
 
-SLI = AvailabilitySLI | LatencySLI | RatioSLI
+SLI = AvailabilitySLI | LatencySLI | GoodputSLI | RatioSLI
 
 
 @dataclass(frozen=True)
@@ -97,6 +126,7 @@ class Spec:
     buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     runbook_base_url: str = ""
     source: str = ""
+    include: frozenset[str] = frozenset()  # the optional rule sets asked for (INCLUDES)
 
     def buckets_for(self, phase: str) -> tuple[float, ...]:
         """The bucket bounds the server exposes for a phase: the spec's, else the catalog's."""

@@ -23,7 +23,16 @@ import yaml
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import buckets as slo_buckets
 from llm_slo_stack.slo import burnrate, duration, model, selector
-from llm_slo_stack.slo.model import SLI, SLO, Alerting, AvailabilitySLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.model import (
+    SLI,
+    SLO,
+    Alerting,
+    AvailabilitySLI,
+    GoodputSLI,
+    LatencySLI,
+    RatioSLI,
+    Spec,
+)
 
 API_VERSION = "llm-slo-stack/v1"
 DEFAULT_PERIOD = "30d"
@@ -281,7 +290,10 @@ class _Checker:
         if not isinstance(runbook_base, str):
             self.problem(("runbook_base_url",), "a URL prefix (a string)", runbook_base)
             runbook_base = ""
+        include = self.include(top.get("include", _MISSING))
         slos = self.slos(top.get("slos", _MISSING), period, buckets)
+        if catalog.TENANT in group_by:
+            self.tenant_groups(slos)
         if self.problems:
             return None
         return Spec(
@@ -294,6 +306,7 @@ class _Checker:
             buckets=MappingProxyType(buckets),
             runbook_base_url=runbook_base,
             source=self.source,
+            include=frozenset(include),
         )
 
     def period(self, value: Any) -> int | None:
@@ -331,6 +344,39 @@ class _Checker:
             else:
                 names.append(item)
         return names
+
+    def include(self, value: Any) -> list[str]:
+        """The optional rule sets: none unless asked for, so that a plain HTTP SLO file
+        yields only its SLOs."""
+        if value is _MISSING or value is None:
+            return []
+        expected = f"a list of {' and '.join(model.INCLUDES)}"
+        if not isinstance(value, list):
+            self.problem(("include",), expected, value)
+            return []
+        for index, item in enumerate(value):
+            if item not in model.INCLUDES:
+                self.problem(("include", index), f"one of {', '.join(model.INCLUDES)}", item)
+        return [item for item in value if item in model.INCLUDES]
+
+    def tenant_groups(self, slos: list[SLO]) -> None:
+        """Per-tenant SLOs read the only series of ours that carry the tenant, capped by
+        the tracing middleware: the client-side request and goodput counters (a ratio
+        SLI's counters are the user's to label)."""
+        for slo in slos:
+            sli = slo.sli
+            if isinstance(sli, GoodputSLI | RatioSLI) or (
+                isinstance(sli, AvailabilitySLI) and sli.source == model.CLIENT
+            ):
+                continue
+            self.problem(
+                ("group_by",),
+                "tenant only with goodput, client-side availability or ratio SLIs (of our "
+                "series only the tracing proxy's request counters carry a tenant, capped at "
+                "--max-tenants)",
+                _Found(f"SLO {slo.name!r} ({type(sli).__name__[:-3].lower()})"),
+            )
+            return
 
     def buckets(self, value: Any) -> Buckets:
         if value is _MISSING or value is None:
@@ -433,14 +479,45 @@ class _Checker:
         return str(value)
 
     def sli_latency(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
-        fields = self.mapping(path, value, ("phase", "threshold", "source"))
+        fields = self.mapping(path, value, ("phase", "histogram", "threshold", "source"))
         if fields is None:
             return None
-        phase = fields.get("phase", _MISSING)
+        if ("phase" in fields) == ("histogram" in fields):
+            self.problem(
+                path,
+                "exactly one of phase (an LLM phase) and histogram (your own histogram)",
+                _Found("both" if "phase" in fields else "neither"),
+            )
+            return None
+        threshold = self.threshold((*path, "threshold"), fields.get("threshold", _MISSING))
+        if "histogram" in fields:
+            histogram = self.histogram((*path, "histogram"), fields["histogram"])
+            if "source" in fields:
+                self.problem(
+                    (*path, "source"),
+                    "no source with histogram (the histogram is the view)",
+                    fields["source"],
+                )
+                return None
+            if histogram is None or threshold is None:
+                return None
+            return LatencySLI("", threshold, model.SERVER, histogram)
+        phase = fields["phase"]
         if phase not in catalog.PHASES:
             self.problem((*path, "phase"), f"one of {', '.join(catalog.PHASES)}", phase)
-            phase = None
-        raw = fields.get("threshold", _MISSING)
+            return None
+        source = self.view((*path, "source"), fields.get("source", model.SERVER), phase)
+        if threshold is None or source is None:
+            return None
+        bounds = buckets.get(phase, catalog.PHASES[phase].buckets)
+        if not any(math.isclose(float(threshold), b, rel_tol=1e-9) for b in bounds):
+            self.misaligned(
+                (*path, "threshold"), phase, float(threshold), bounds, fields["threshold"]
+            )
+            return None
+        return LatencySLI(phase, threshold, source)
+
+    def threshold(self, path: Path_, raw: Any) -> Fraction | None:
         if isinstance(raw, str):
             threshold = duration.parse(raw)
         elif _is_number(raw) and math.isfinite(raw):
@@ -448,22 +525,46 @@ class _Checker:
         else:
             threshold = None
         if threshold is None or threshold <= 0:
-            self.problem(
-                (*path, "threshold"),
-                "a positive duration such as 500ms or 2s (a number is seconds)",
-                raw,
-            )
+            self.problem(path, "a positive duration such as 500ms or 2s (a number is seconds)", raw)
             return None
-        if phase is None:
+        return threshold
+
+    def histogram(self, path: Path_, raw: Any) -> selector.Selector | None:
+        """A histogram by its base name (without _bucket or _count) and matchers."""
+        expected = (
+            "a histogram's base name and matchers, such as "
+            'http_request_duration_seconds{job="api"}'
+        )
+        if not isinstance(raw, str):
+            self.problem(path, expected, raw)
             return None
-        source = self.view((*path, "source"), fields.get("source", model.SERVER), phase)
-        if source is None:
+        try:
+            parsed = selector.parse(raw)
+        except ValueError as error:
+            self.problem(path, str(error), raw)
             return None
-        bounds = buckets.get(phase, catalog.PHASES[phase].buckets)
-        if not any(math.isclose(float(threshold), b, rel_tol=1e-9) for b in bounds):
-            self.misaligned((*path, "threshold"), phase, float(threshold), bounds, raw)
+        if parsed.metric.endswith(("_bucket", "_count", "_sum")):
+            self.problem(path, f"{expected} (the base name: no _bucket, _count or _sum)", raw)
             return None
-        return LatencySLI(phase, threshold, source)
+        if any(m.label == catalog.LE for m in parsed.matchers):
+            self.problem(path, f"{expected}, without le (the threshold sets it)", raw)
+            return None
+        return parsed
+
+    def sli_goodput(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
+        fields = self.mapping(path, value, ("ttft", "tpot"))
+        if fields is None:
+            return None
+        targets = {
+            key: self.threshold((*path, key), fields[key])
+            for key in ("ttft", "tpot")
+            if key in fields
+        }
+        if not fields:
+            self.problem(path, "a ttft or a tpot target (or both)", _Found("neither"))
+        if not fields or None in targets.values():
+            return None
+        return GoodputSLI(targets.get("ttft"), targets.get("tpot"))
 
     def misaligned(
         self, path: Path_, phase: str, threshold: float, bounds: tuple[float, ...], raw: Any
@@ -581,8 +682,8 @@ class _Found(str):
 
 _TOP_FIELDS = (
     "apiVersion", "service", "period", "labels", "selector", "group_by", "buckets",
-    "runbook_base_url", "slos",
+    "runbook_base_url", "include", "slos",
 )  # fmt: skip
 _SLO_FIELDS = ("name", "objective", "description", "sli", "alerting")
-_SLI_KINDS = ("availability", "latency", "ratio")
+_SLI_KINDS = ("availability", "latency", "goodput", "ratio")
 _ALERTING_FIELDS = ("page", "ticket", "runbook_url", "labels", "annotations")

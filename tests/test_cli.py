@@ -51,20 +51,38 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
         "alertmanager.yaml",
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
-        "gpu.rules.yaml",
         "tests/chat.availability.soak.test.yaml",
         "tests/chat.availability.test.yaml",
         "tests/chat.ttft.soak.test.yaml",
         "tests/chat.ttft.test.yaml",
         "tests/chat.upstream-5xx.soak.test.yaml",
         "tests/chat.upstream-5xx.test.yaml",
-        "tests/gpu.test.yaml",
     ]
     crd = (out / "chat.prometheusrule.yaml").read_text()
     assert "kind: PrometheusRule" in crd and "apiVersion: monitoring.coreos.com/v1" in crd
     first = tree(out)
     assert generate(spec_file, out) == 0
     assert tree(out) == first
+
+
+def test_phase_and_gpu_files_only_while_the_spec_includes_them(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    """A plain SLO file yields only its SLOs; `include: [phases, gpu]` adds the phase
+    rules, the serving dashboard, the GPU alerts, their tests and the GPU dashboard, and
+    dropping it again removes them."""
+    out, boards = tmp_path / "rules", tmp_path / "dashboards"
+    assert generate(spec_file, out) == 0
+    plain = {**tree(out), **tree(boards)}
+    assert "histogram_quantile" not in (out / "chat.rules.yaml").read_text()
+    spec_file.write_text(VALID.replace("slos:", "include: [phases, gpu]\nslos:"))
+    assert generate(spec_file, out) == 0
+    assert "histogram_quantile" in (out / "chat.rules.yaml").read_text()
+    added = {*tree(out), *tree(boards)} - set(plain)
+    assert added == {"gpu.rules.yaml", "tests/gpu.test.yaml", "chat-serving.json", "gpu.json"}
+    spec_file.write_text(VALID)
+    assert generate(spec_file, out) == 0
+    assert {**tree(out), **tree(boards)} == plain
 
 
 def test_check_validates_without_writing(

@@ -90,6 +90,14 @@ MISTAKES = [
     ("source-client-phase-unseen", edit("phase: ttft, threshold: 2s}", "phase: prefill, threshold: 2s, source: client}"), 12, "slos[1].sli.latency.source", "clients see only ttft, itl, tpot, e2e"),
     ("availability-unknown-field", edit("{availability: {}}", "{availability: {view: client}}"), 9, "slos[0].sli.availability.view", "unknown field"),
     ("buckets-not-increasing", edit("slos:", "buckets: {ttft: [1, 0.5]}\nslos:"), 6, "buckets.ttft", "strictly increasing"),
+    ("latency-phase-and-histogram", edit("phase: ttft,", "phase: ttft, histogram: http_seconds,"), 12, "slos[1].sli.latency", "found both"),
+    ("latency-histogram-bucket-name", edit("phase: ttft,", "histogram: 'http_seconds_bucket{job=\"a\"}',"), 12, "slos[1].sli.latency.histogram", "no _bucket"),
+    ("latency-histogram-with-le", edit("phase: ttft,", "histogram: 'http_seconds{le=\"1\"}',"), 12, "slos[1].sli.latency.histogram", "without le"),
+    ("latency-histogram-with-source", edit("phase: ttft, threshold: 2s}", "histogram: http_seconds, threshold: 2s, source: client}"), 12, "slos[1].sli.latency.source", "no source with histogram"),
+    ("goodput-without-targets", edit("{availability: {}}", "{goodput: {}}"), 9, "slos[0].sli.goodput", "a ttft or a tpot target"),
+    ("goodput-bad-target", edit("{availability: {}}", "{goodput: {ttft: soon}}"), 9, "slos[0].sli.goodput.ttft", "500ms or 2s"),
+    ("tenant-with-server-side-sli", edit("[model]", "[model, tenant]"), 5, "group_by", "SLO 'availability' (availability)"),
+    ("include-unknown", edit("slos:", "include: [phases, gpus]\nslos:"), 6, "include[1]", "one of phases, gpu"),
 ]  # fmt: skip
 
 

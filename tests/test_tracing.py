@@ -166,6 +166,16 @@ def test_targets_come_from_the_slo_file() -> None:
     assert targets.met(1.9, 0.19) and not targets.met(2.1, 0.1) and not targets.met(1.0, 0.3)
 
 
+def test_a_goodput_slo_sets_the_targets_its_goodput_is_judged_by() -> None:
+    """The goodput SLI's own targets win over the latency SLOs' thresholds: the proxy
+    counts goodput by exactly what the SLO promises."""
+    text = (ROOT / "slo" / "default.yaml").read_text()
+    text += "  - name: goodput\n    objective: 95\n    sli: {goodput: {ttft: 1s, tpot: 50ms}}\n"
+    assert Targets.from_spec(spec.loads(text, "chat.yaml")) == Targets(ttft=1.0, tpot=0.05)
+    only_ttft = text.replace("{ttft: 1s, tpot: 50ms}", "{ttft: 1s}")
+    assert Targets.from_spec(spec.loads(only_ttft, "chat.yaml")) == Targets(ttft=1.0, tpot=None)
+
+
 def test_a_client_that_goes_away_ends_the_span_aborted_and_cancels_upstream() -> None:
     slow = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.03, itl_jitter=0.0)
     with otlp.receiver() as (url, got), stack(url, profile=slow) as (front, upstream, _, tracings):

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters.cardinality import LabelCap
-from llm_slo_stack.slo.model import LatencySLI, Spec
+from llm_slo_stack.slo.model import GoodputSLI, LatencySLI, Spec
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,11 +70,18 @@ class Targets:
 
     @classmethod
     def from_spec(cls, spec: Spec) -> Targets:
-        """The SLO file's TTFT threshold, and its TPOT threshold (else its ITL one)."""
+        """The targets of the SLO file's goodput SLI, which its goodput SLO is judged by;
+        without one, its TTFT threshold and its TPOT threshold (else its ITL one)."""
+        for slo in spec.slos:
+            if isinstance(slo.sli, GoodputSLI):
+                ttft, tpot = slo.sli.ttft, slo.sli.tpot
+                return cls(
+                    None if ttft is None else float(ttft), None if tpot is None else float(tpot)
+                )
         thresholds = {
             slo.sli.phase: float(slo.sli.threshold)
             for slo in spec.slos
-            if isinstance(slo.sli, LatencySLI)
+            if isinstance(slo.sli, LatencySLI) and slo.sli.phase
         }
         return cls(thresholds.get("ttft"), thresholds.get("tpot", thresholds.get("itl")))
 

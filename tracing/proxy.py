@@ -35,7 +35,12 @@ from starlette.routing import Route
 from llm_slo_stack.exporters import serving
 from llm_slo_stack.slo import spec as slo_spec
 from llm_slo_stack.tracing import provider
-from llm_slo_stack.tracing.middleware import LLMTracingMiddleware, Targets, start_model_call
+from llm_slo_stack.tracing.middleware import (
+    DEFAULT_MAX_TENANTS,
+    LLMTracingMiddleware,
+    Targets,
+    start_model_call,
+)
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -73,6 +78,7 @@ def create_app(
     limits: Limits = DEFAULT_LIMITS,
     tenant_header: str | None = None,
     tenant_from_api_key: bool = False,
+    max_tenants: int = DEFAULT_MAX_TENANTS,
     meter_provider: MeterProvider | None = None,
 ) -> LLMTracingMiddleware:
     """The proxy as an ASGI app: forwarding inside, the middleware around it. At
@@ -171,6 +177,7 @@ def create_app(
         capture_content=capture_content,
         tenant_header=tenant_header,
         tenant_from_api_key=tenant_from_api_key,
+        max_tenants=max_tenants,
         meter_provider=meter_provider,
     )
 
@@ -239,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="else by a hash of the bearer API key (never the key itself)",
     )
+    parser.add_argument(
+        "--max-tenants",
+        type=int,
+        default=DEFAULT_MAX_TENANTS,
+        metavar="N",
+        help="tenant label values kept; later tenants count as __overflow__ (the guard "
+        "on per-tenant SLOs' series)",
+    )
     args = parser.parse_args(argv)
     try:
         host, port = serving.parse_listen(args.listen)
@@ -266,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         limits=limits,
         tenant_header=args.tenant_header,
         tenant_from_api_key=args.tenant_from_api_key,
+        max_tenants=args.max_tenants,
         meter_provider=meter_provider,
     )
     uvicorn.run(
