@@ -118,49 +118,110 @@ def render_path(path: Path_) -> str:
     return text or "(top level)"
 
 
+# Bounds on what a YAML file may make the loader build: an SLO file is a few kB, while a
+# 499-byte alias bomb expands to gigabytes and a recursive alias never ends.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_VALUES = 20_000  # mappings, lists and scalars, each alias counted as often as used
+
+
+class _TooBig(Exception):
+    """A YAML document past one of the bounds."""
+
+    def __init__(self, line: int, expected: str, found: str) -> None:
+        super().__init__(expected)
+        self.line, self.expected, self.found = line, expected, found
+
+
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int], list[Problem]]:
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
+    if len(text) > MAX_BYTES:
+        found = f"{len(text)} characters"
+        return (
+            None,
+            lines,
+            [Problem(source, None, "(file)", f"at most {MAX_BYTES} characters", found)],
+        )
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, lines, problems
         lines[()] = node.start_mark.line + 1
-        _walk(node, (), lines, problems, source)
+        _Walk(lines, problems, source).node(node, ())
         data = loader.construct_document(node)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else None
         found = getattr(error, "problem", None) or str(error)
-        return None, lines, [Problem(source, line, "(file)", "valid YAML", found)]
+        return (
+            None,
+            lines,
+            [Problem(source, line, "(file)", "valid YAML", found.removeprefix("found "))],
+        )
+    except RecursionError:
+        found = "deeper nesting"
+        return (
+            None,
+            lines,
+            [Problem(source, None, "(file)", f"at most {MAX_DEPTH} levels of nesting", found)],
+        )
+    except _TooBig as error:
+        return None, lines, [Problem(source, error.line, "(file)", error.expected, error.found)]
     finally:
         loader.dispose()
     return data, lines, problems
 
 
-def _walk(
-    node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[Problem], source: str
-) -> None:
-    """Record the line of every field and report duplicate keys, which YAML hides."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            child = (*path, key)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    Problem(source, line, render_path(child), "each key once", "a duplicate key")
-                )
-            seen.add(key)
-            lines.setdefault(child, line)
-            _walk(value_node, child, lines, problems, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = (*path, index)
-            lines.setdefault(child, item.start_mark.line + 1)
-            _walk(item, child, lines, problems, source)
+class _Walk:
+    """Records the line of every field and reports duplicate keys, which YAML hides,
+    within the bounds: depth, values once aliases are expanded, and no alias inside
+    itself."""
+
+    def __init__(self, lines: dict[Path_, int], problems: list[Problem], source: str) -> None:
+        self.lines, self.problems, self.source = lines, problems, source
+        self.values = 0
+        self.open: set[int] = set()  # the nodes being walked: one met again is a cycle
+
+    def node(self, node: yaml.Node, path: Path_) -> None:
+        line = node.start_mark.line + 1
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooBig(line, f"at most {MAX_VALUES} values once aliases are expanded", "more")
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(line, f"at most {MAX_DEPTH} levels of nesting", "deeper nesting")
+        if id(node) in self.open:
+            raise _TooBig(line, "no alias inside the value it names", "a recursive alias")
+        self.open.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line = key_node.start_mark.line + 1
+                    raise _TooBig(line, "keys that are plain text", f"a {key_node.id} as a key")
+                key = key_node.value
+                child = (*path, key)
+                key_line = key_node.start_mark.line + 1
+                if key in seen:
+                    self.problems.append(
+                        Problem(
+                            self.source,
+                            key_line,
+                            render_path(child),
+                            "each key once",
+                            "a duplicate key",
+                        )
+                    )
+                seen.add(key)
+                self.lines.setdefault(child, key_line)
+                self.node(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*path, index)
+                self.lines.setdefault(child, item.start_mark.line + 1)
+                self.node(item, child)
+        self.open.discard(id(node))
 
 
 def _show(value: Any) -> str:
