@@ -97,7 +97,7 @@ MISTAKES = [
     ("goodput-without-targets", edit("{availability: {}}", "{goodput: {}}"), 9, "slos[0].sli.goodput", "a ttft or a tpot target"),
     ("goodput-bad-target", edit("{availability: {}}", "{goodput: {ttft: soon}}"), 9, "slos[0].sli.goodput.ttft", "500ms or 2s"),
     ("tenant-with-server-side-sli", edit("[model]", "[model, tenant]"), 5, "group_by", "SLO 'availability' (availability)"),
-    ("alias-bomb", "".join(f"{a}: &{a} [{', '.join([f'*{b}' if b else 'x'] * 9)}]\n" for a, b in zip("abcdefghi", ["", *"abcdefgh"])), 1, "(file)", "at most 20000 values once aliases are expanded"),
+    ("alias-bomb", "".join(f"{a}: &{a} [{', '.join([f'*{b}' if b else 'x'] * 9)}]\n" for a, b in zip("abcdefghi", ["", *"abcdefgh"], strict=True)), 1, "(file)", "at most 20000 values once aliases are expanded"),
     ("recursive-alias", "a: &a [*a]\n", 1, "(file)", "a recursive alias"),
     ("nesting-too-deep", "a: " + "[" * 40 + "]" * 40 + "\n", 1, "(file)", "at most 32 levels of nesting"),
     ("nesting-past-the-parser", "a: " + "[" * 5000 + "]" * 5000 + "\n", None, "(file)", "at most 32 levels of nesting"),
