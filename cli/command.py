@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from llm_slo_stack.cli import coverage, generation
+from llm_slo_stack.cli import coverage, generation, output
 from llm_slo_stack.exporters import backends, catalog
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
-from llm_slo_stack.slo import buckets, duration, spec
+from llm_slo_stack.slo import buckets, duration, openslo, spec
 from llm_slo_stack.slo.model import Spec
 
 EXIT_INVALID = 1
@@ -99,6 +99,43 @@ def generate(args: argparse.Namespace) -> int:
         print(f"{len(result.files) - len(written)} file(s) unchanged")
     for path in sorted(result.stale):
         print(f"removed {path} (no longer generated)")
+    return 0
+
+
+def import_openslo(args: argparse.Namespace) -> int:
+    """OpenSLO v1 documents -> our SLO files: printed when there is one service and no
+    --out-dir, else written as <service>.yaml (all or nothing)."""
+    services: dict[str, str] = {}
+    problems: list[str] = []
+    for path in args.files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            for service, body in openslo.convert(text, path).items():
+                if service in services:
+                    problems.append(f"{path}: service {service!r} also comes from another file")
+                services[service] = body
+        except spec.SpecError as error:
+            problems += [str(p) for p in error.problems]
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(f"{path}: expected a readable UTF-8 file, found {error}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print(f"{len(problems)} problem(s); nothing was written.", file=sys.stderr)
+        return EXIT_INVALID
+    if args.out_dir is None:
+        if len(services) > 1:
+            print("llm-slo import: several services: give --out-dir", file=sys.stderr)
+            return EXIT_INVALID
+        sys.stdout.write(next(iter(services.values())))
+        return 0
+    files = {Path(args.out_dir) / f"{service}.yaml": body for service, body in services.items()}
+    try:
+        output.write_all(files)
+    except OSError as error:
+        print(f"llm-slo: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_WRITE
+    for path in sorted(files):
+        print(f"wrote {path}")
     return 0
 
 
@@ -215,6 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     kinds.add_parser("defaults", help="the tuned default bounds per phase (JSON)").set_defaults(
         run=buckets_defaults
     )
+
+    importer = commands.add_parser("import", help="SLO files from another format")
+    formats = importer.add_subparsers(dest="import_format", required=True)
+    opens = formats.add_parser(
+        "openslo", help="OpenSLO v1 Service, SLO, SLI and AlertPolicy documents"
+    )
+    opens.add_argument("files", nargs="+", metavar="FILE")
+    opens.add_argument("--out-dir", metavar="DIR", help="write <service>.yaml files here")
+    opens.set_defaults(run=import_openslo)
 
     vllm = commands.add_parser(
         "vllm-args", help="vLLM's --custom-histogram-buckets JSON for a spec"

@@ -412,22 +412,29 @@ def series_layout(spec: Spec, slo: SLO, go_le: bool = False) -> list[Series]:
             Series(name, {**answered, catalog.OUTCOME: catalog.OUTCOME_ABORTED}, ALL, START_BAD),
         ]
     assert isinstance(sli, RatioSLI)
-    errors = [*sli.errors.matchers, *base]
+    # The numerator's events, and the total's others: bad and good, or good and bad.
+    counted, rest = (GOOD, BAD) if sli.good else (BAD, GOOD)
+    start = {BAD: START_BAD, GOOD: START_ALL}
+    numerator = [*sli.numerator.matchers, *base]
     total = [*sli.total.matchers, *base]
-    if sli.errors.metric != sli.total.metric:
-        bad = solve(sli.errors.metric, errors, spec.group_by)
-        fixed = {g: bad[g] for g in spec.group_by}
+    if sli.numerator.metric != sli.total.metric or not _satisfiable(numerator + total):
+        # Apart: different metrics, or one metric whose total is a series of its own
+        # (OpenSLO's example: code=~"2xx|3xx" over code="total").
+        some = solve(sli.numerator.metric, numerator, spec.group_by)
+        fixed = {g: some[g] for g in spec.group_by}
         every = solve(sli.total.metric, total, spec.group_by, fixed=fixed)
         return [
-            Series(sli.errors.metric, bad, BAD, START_BAD),
+            Series(sli.numerator.metric, some, counted, start[counted]),
             Series(sli.total.metric, every, ALL, START_ALL),
         ]
-    bad = solve(sli.errors.metric, errors + total, spec.group_by)
-    fixed = {g: bad[g] for g in spec.group_by}
-    good = solve(sli.total.metric, total, spec.group_by, fixed=fixed, avoid=sli.errors.matchers)
+    some = solve(sli.numerator.metric, numerator + total, spec.group_by)
+    fixed = {g: some[g] for g in spec.group_by}
+    others = solve(
+        sli.total.metric, total, spec.group_by, fixed=fixed, avoid=sli.numerator.matchers
+    )
     return [
-        Series(sli.errors.metric, bad, BAD, START_BAD),
-        Series(sli.total.metric, good, GOOD, START_ALL),
+        Series(sli.numerator.metric, some, counted, start[counted]),
+        Series(sli.total.metric, others, rest, start[rest]),
     ]
 
 
@@ -466,6 +473,15 @@ def solve(
             f"no series of {metric} matches {_show(required)} but not {_show(avoid)}"
         )
     return chosen
+
+
+def _satisfiable(matchers: list[Matcher]) -> bool:
+    """Whether one series can match all of `matchers` at once."""
+    try:
+        solve("", matchers, ())
+    except TestGenError:
+        return False
+    return True
 
 
 def _fits(label: str, value: str, matchers: Iterable[Matcher]) -> bool:

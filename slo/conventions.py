@@ -133,7 +133,9 @@ def sli_rates(spec: Spec, slo: SLO, seconds: int) -> tuple[str, str]:
         bad = f"{total} - ({good} or (0 * {total}))"
     else:
         total = rate(selected(spec, sli.total))
-        bad = f"{rate(selected(spec, sli.errors))} or (0 * {total})"
+        numerator = f"{rate(selected(spec, sli.numerator))} or (0 * {total})"
+        # A counter not yet born counts 0 events: no errors yet, or no successes yet.
+        bad = f"{total} - ({numerator})" if sli.good else numerator
     return bad, total
 
 
@@ -175,7 +177,8 @@ def describe(spec: Spec, slo: SLO) -> str:
         what = f"of requests meet their targets ({' and '.join(targets)}, as clients saw it)"
     else:
         assert isinstance(sli, RatioSLI)
-        what = f"of {sli.total.render()} are not {sli.errors.render()}"
+        events = f"{sli.total.render()} are"
+        what = f"of {events} {'' if sli.good else 'not '}{sli.numerator.render()}"
     return f"{number(slo.objective)}% {what} over {window(spec.period)}"
 
 

@@ -73,10 +73,12 @@ class GoodputSLI:
 
 @dataclass(frozen=True)
 class RatioSLI:
-    """bad and total from the user's own counters."""
+    """From the user's own counters: the `numerator` selector counts the bad events (or,
+    with `good`, the good ones: bad = total - good), `total` all of them."""
 
-    errors: Selector
+    numerator: Selector
     total: Selector
+    good: bool = False
 
 
 SLI = AvailabilitySLI | LatencySLI | GoodputSLI | RatioSLI

@@ -110,6 +110,11 @@ def loads(text: str, source: str = "<string>") -> Spec:
     return spec
 
 
+def dump(data: Any) -> str:
+    """An SLO file's data as YAML, in the order given."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1_000_000)
+
+
 def render_path(path: Path_) -> str:
     """`('slos', 1, 'sli')` as `slos[1].sli`."""
     text = ""
@@ -134,44 +139,50 @@ class _TooBig(Exception):
 
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int], list[Problem]]:
-    lines: dict[Path_, int] = {}
-    problems: list[Problem] = []
+    """The file's one document, the line of each of its fields, and its problems."""
+    try:
+        found = documents(text, source)
+    except SpecError as error:
+        return None, {}, error.problems
+    if len(found) > 1:
+        line = min(found[1][1].values(), default=None)
+        return None, {}, [Problem(source, line, "(file)", "one YAML document", "several")]
+    return found[0] if found else (None, {}, [])
+
+
+def documents(text: str, source: str) -> list[tuple[Any, dict[Path_, int], list[Problem]]]:
+    """Every YAML document of `text` within the bounds: its data, the line of each of its
+    fields, and its duplicate keys. A file past a bound, or not YAML, is a SpecError."""
     if len(text) > MAX_BYTES:
-        found = f"{len(text)} characters"
-        return (
-            None,
-            lines,
-            [Problem(source, None, "(file)", f"at most {MAX_BYTES} characters", found)],
+        raise SpecError(
+            [Problem(source, None, "(file)", f"at most {MAX_BYTES} characters", f"{len(text)}")]
         )
     loader = yaml.SafeLoader(text)
+    found = []
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, lines, problems
-        lines[()] = node.start_mark.line + 1
-        _Walk(lines, problems, source).node(node, ())
-        data = loader.construct_document(node)
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            lines: dict[Path_, int] = {(): node.start_mark.line + 1}
+            problems: list[Problem] = []
+            _Walk(lines, problems, source).node(node, ())
+            found.append((loader.construct_document(node), lines, problems))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        found = getattr(error, "problem", None) or str(error)
-        return (
-            None,
-            lines,
-            [Problem(source, line, "(file)", "valid YAML", found.removeprefix("found "))],
-        )
+        what = (getattr(error, "problem", None) or str(error)).removeprefix("found ")
+        raise SpecError([Problem(source, line, "(file)", "valid YAML", what)]) from None
     except RecursionError:
-        found = "deeper nesting"
-        return (
-            None,
-            lines,
-            [Problem(source, None, "(file)", f"at most {MAX_DEPTH} levels of nesting", found)],
-        )
+        nesting = f"at most {MAX_DEPTH} levels of nesting"
+        raise SpecError([Problem(source, None, "(file)", nesting, "deeper nesting")]) from None
     except _TooBig as error:
-        return None, lines, [Problem(source, error.line, "(file)", error.expected, error.found)]
+        raise SpecError(
+            [Problem(source, error.line, "(file)", error.expected, error.found)]
+        ) from None
     finally:
         loader.dispose()
-    return data, lines, problems
+    return found
 
 
 class _Walk:
@@ -224,7 +235,7 @@ class _Walk:
         self.open.discard(id(node))
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
     if value is _MISSING:
         return "nothing"
     if value is None:
@@ -263,9 +274,9 @@ class _Checker:
             line = self.lines.get(path[:cut])
             if line:
                 break
-        shown = found if isinstance(found, _Found) else _show(found)
+        text = found if isinstance(found, _Found) else shown(found)
         self.problems.append(
-            Problem(self.source, line, render_path(path), expected, str(shown), hint)
+            Problem(self.source, line, render_path(path), expected, str(text), hint)
         )
 
     def mapping(
@@ -644,11 +655,16 @@ class _Checker:
         )
 
     def sli_ratio(self, path: Path_, value: Any, buckets: Buckets) -> SLI | None:
-        fields = self.mapping(path, value, ("errors", "total"))
+        fields = self.mapping(path, value, ("errors", "good", "total"))
         if fields is None:
             return None
+        if ("errors" in fields) == ("good" in fields):
+            both = "both" if "errors" in fields else "neither"
+            self.problem(path, "exactly one of errors and good (with total)", _Found(both))
+            return None
+        numerator = "errors" if "errors" in fields else "good"
         parsed = {}
-        for key in ("errors", "total"):
+        for key in (numerator, "total"):
             raw = fields.get(key, _MISSING)
             if not isinstance(raw, str):
                 self.problem(
@@ -661,13 +677,14 @@ class _Checker:
                 self.problem((*path, key), str(error), raw)
         if len(parsed) != 2:
             return None
-        if parsed["errors"] == parsed["total"]:
+        if parsed[numerator] == parsed["total"]:
+            kind = "bad" if numerator == "errors" else "good"
             self.problem(
-                (*path, "errors"), "a selector of the bad events only, unlike total",
+                (*path, numerator), f"a selector of the {kind} events only, unlike total",
                 _Found("the same selector as total"),
             )  # fmt: skip
             return None
-        return RatioSLI(parsed["errors"], parsed["total"])
+        return RatioSLI(parsed[numerator], parsed["total"], good=numerator == "good")
 
     def alerting(self, path: Path_, value: Any) -> Alerting | None:
         if value is _MISSING or value is None:

@@ -30,7 +30,7 @@ def test_a_valid_file_becomes_the_frozen_model() -> None:
     assert isinstance(ttft.sli, LatencySLI)
     assert ttft.sli.threshold == 2 and ttft.sli.metric is catalog.TIME_TO_FIRST_TOKEN
     assert isinstance(upstream.sli, RatioSLI)
-    assert upstream.sli.errors.render() == 'http_requests_total{status="5xx"}'
+    assert upstream.sli.numerator.render() == 'http_requests_total{status="5xx"}'
     assert [w.severity for w in upstream.alert_windows] == ["page", "page"]
     assert upstream.alerting.runbook_url == "https://wiki.example.com/5xx"
     with pytest.raises(AttributeError):
