@@ -6,8 +6,11 @@ the share of samples in +Inf. "ours fitted" is fitted (`llm-slo buckets fit`, at
 20 bounds) on one sample and scored on a fresh one; the last block scores the fitted
 sets on the same workloads running 3x slower.
 
-Targets (issue 4): fitted sets within 1 % at every quantile on every workload; the
-default sets within 10 % wherever the quantile lies between 10 ms and 60 s.
+Targets: fitted sets within 1 % at every quantile on every workload, and within 5 % on
+the same workload 3x slower (where an incident puts the quantiles); the default sets
+within 10 % wherever the quantile lies between 10 ms and 60 s. The last three
+workloads are the shapes an SLO review held back: a rare stall population at the edge
+of p99, long-context TTFT of 2-10 s, exponential queue waits.
 
     .venv/bin/python -m bench.buckets
 """
@@ -30,9 +33,10 @@ SIZE = 20_000
 FIT_SEED, SCORE_SEED = 1, 2
 MAX_BOUNDS = 20
 FITTED_TARGET = 0.01
+SLOWER_TARGET = 0.05
 DEFAULT_TARGET = 0.10
 DEFAULT_RANGE = (0.010, 60.0)
-SLOWDOWN = 3.0
+SLOWDOWN = buckets.SLOWDOWN
 
 PROMETHEUS_DEFAULT = tuple(b for b in Histogram.DEFAULT_BUCKETS if math.isfinite(b))
 
@@ -70,12 +74,35 @@ def itl_spikes(rng: random.Random) -> float:
     return gap * rng.uniform(3, 6) if rng.random() < 0.02 else gap
 
 
+def itl_rare_stalls(rng: random.Random) -> float:
+    """Inter-token gaps with a rare stall population whose lower edge sits just below
+    p99: 12 ms gaps, and 1.3 % stalls of 150-600 ms (a long prefill or a preemption)."""
+    if rng.random() < 0.013:
+        return rng.uniform(0.15, 0.6)
+    return max(0.002, rng.gauss(0.012, 0.0012))
+
+
+def long_context_wide(rng: random.Random) -> float:
+    """TTFT of long-context prompts from 8k to 40k tokens at 0.25 ms a token: 2-10 s,
+    p90 and p95 at 5-8 s."""
+    tokens = rng.uniform(8000, 40000) if rng.random() < 0.8 else rng.uniform(8000, 16000)
+    return 0.05 + 0.00025 * tokens * rng.uniform(0.95, 1.05)
+
+
+def exponential_queue(rng: random.Random) -> float:
+    """Queue waits of an M/M/1-like server near saturation: exponential, 0.8 s mean."""
+    return rng.expovariate(1 / 0.8)
+
+
 WORKLOADS: dict[str, tuple[Sampler, str]] = {
     "interactive chat (ttft)": (interactive_chat, "ttft"),
     "long-context prompts (ttft)": (long_context, "ttft"),
     "batch jobs (e2e)": (batch_jobs, "e2e"),
     "saturated queue (queue)": (saturated_queue, "queue"),
     "itl with spikes (itl)": (itl_spikes, "itl"),
+    "itl with rare stalls (itl)": (itl_rare_stalls, "itl"),
+    "long context 2-10 s (ttft)": (long_context_wide, "ttft"),
+    "exponential queue (queue)": (exponential_queue, "queue"),
 }
 VLLM_SETS = {
     "ttft": VLLM.TTFT_BUCKETS,
@@ -149,15 +176,18 @@ def main() -> int:
         default_slow = buckets.evaluate(
             sample(sampler, SCORE_SEED, SLOWDOWN), catalog.PHASES[phase].buckets
         )
-        slower.append(row(f"{workload[:14]} fitted", slow, None)[0])
+        line, met = row(f"{workload[:14]} fitted", slow, SLOWER_TARGET)
+        ok &= met
+        slower.append(line)
         slower.append(row(f"{workload[:14]} default", default_slow, None)[0])
     print(f"\nthe same workloads {SLOWDOWN:g}x slower (an incident), fitted vs ours default:")
     print(header)
     print("\n".join(slower))
     low, high = DEFAULT_RANGE
     print(
-        f"\ntargets: fitted <= {FITTED_TARGET:.0%} at every quantile; ours default <= "
-        f"{DEFAULT_TARGET:.0%} where the quantile lies in {low:g}-{high:g} s"
+        f"\ntargets: fitted <= {FITTED_TARGET:.0%} at every quantile, <= {SLOWER_TARGET:.0%} "
+        f"{SLOWDOWN:g}x slower; ours default <= {DEFAULT_TARGET:.0%} where the quantile lies "
+        f"in {low:g}-{high:g} s"
     )
     return 0 if ok else 1
 

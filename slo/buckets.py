@@ -22,8 +22,9 @@ from llm_slo_stack.slo.model import LatencySLI, Spec
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 HEADROOM = 4.0  # coverage reaches this many times p99: where an incident takes it
+SLOWDOWN = 3.0  # an incident's workload: the same one this many times slower
 CANDIDATE_STEPS = (-12, -8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8, 12)  # in standard errors
-COVERAGE = 6  # bounds kept for coverage of the whole range (when the budget allows)
+COVERAGE = 2  # bounds kept for coverage of the whole range (when the budget allows)
 SIGNIFICANT = 3  # fitted bounds are rounded to this many significant digits
 
 
@@ -164,9 +165,11 @@ def fit(
     falls between two of them. Starting from a bracket of +-3 se around each target,
     the fit adds, one at a time, the candidate that most lowers the worst error on
     held-out data (fit on one half, score on the other, both ways), until it stops
-    helping or only COVERAGE bounds are left. Those cover, log-spaced, half the median
-    up to HEADROOM times p99, so a slower workload degrades gradually instead of
-    landing in +Inf: the trade between precision now and during an incident.
+    helping or the bounds for an incident are all that is left. Those are each
+    quantile's tightest bracket at SLOWDOWN x (an incident's slower workload is the
+    same shape scaled, so they estimate its quantiles as well as the fit does now),
+    then COVERAGE bounds, log-spaced from half the median to HEADROOM times p99, so that
+    any slowdown degrades gradually instead of landing in +Inf.
     """
     include = sorted({float(x) for x in include})
     if any(not math.isfinite(x) or x <= 0 for x in include):
@@ -186,7 +189,9 @@ def fit(
     se = {q: max(math.sqrt(q * (1 - q) / n), 1 / n) for q in QUANTILES}
     probabilities = {q + k * se[q] for q in QUANTILES for k in (-3, 3)}
     pool = {q + k * se[q] for q in QUANTILES for k in CANDIDATE_STEPS} - probabilities
-    budget = max(needed, max_buckets - COVERAGE)
+    # Room for each quantile's bracket at SLOWDOWN x, but never below two bounds of
+    # precision now beyond the brackets.
+    budget = max(needed + 2, max_buckets - COVERAGE - 2 * len(QUANTILES))
 
     def score(chosen: set[float]) -> float:
         return max(
@@ -203,7 +208,22 @@ def fit(
         probabilities.add(best)
         pool.discard(best)
         current = improved
-    return _cover(_at(ordered, probabilities, include), ordered, max_buckets)
+    bounds = _at(ordered, probabilities, include)
+    return _cover(_incident(bounds, ordered, max_buckets - COVERAGE), ordered, max_buckets)
+
+
+def _incident(bounds: list[float], ordered: Sequence[float], limit: int) -> list[float]:
+    """`bounds` and, tail first while at most `limit` bounds, each target quantile's
+    tightest bracket at SLOWDOWN x: a slower workload is the same shape scaled, so the
+    scaled bracket estimates its quantile as well as this one does now."""
+    chosen = set(bounds)
+    for q in sorted(QUANTILES, reverse=True):
+        index = bisect.bisect_left(bounds, exact(ordered, q))
+        scaled = {_round(SLOWDOWN * b) for b in bounds[max(index - 1, 0) : index + 1]}
+        if len(chosen | scaled) > limit:
+            break
+        chosen |= scaled
+    return sorted(chosen)
 
 
 def _at(
