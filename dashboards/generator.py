@@ -137,7 +137,7 @@ def slo_overview(spec: Spec) -> dict[str, Any]:
         layout.add(
             _stat(
                 "Objective",
-                "The promise this SLO makes.",
+                f"The promise this SLO makes: {slo.description or conventions.describe(spec, slo)}",
                 "percentunit",
                 _own(catalog.SLO_OBJECTIVE, spec, slo),
             ),

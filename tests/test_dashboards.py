@@ -281,3 +281,10 @@ def test_the_query_benchmark_compares_each_panel_with_its_raw_form() -> None:
         for rule in rules:
             assert queries.reads(rule["expr"], recorded) <= done, rule["record"]
         done |= {r["record"] for r in rules}
+
+
+def test_each_slo_shows_its_own_description_on_the_overview() -> None:
+    board = json.loads(BOARDS[f"{DEFAULT.service}-slo-overview.json"])
+    texts = [str(panel.get("description", "")) for panel in board["panels"]]
+    for slo in DEFAULT.slos:
+        assert slo.description and any(slo.description in text for text in texts), slo.name
