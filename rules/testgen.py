@@ -24,6 +24,7 @@ from llm_slo_stack.slo.selector import Matcher, Selector
 
 EVAL_MINUTES = 1  # scrape interval of every test, evaluation interval of the incident tests
 SOAK_EVAL_MINUTES = 5
+ONSET_EVAL_MINUTES = 15  # tiers that open after hours or days: 3 days of history each
 SLACK_MINUTES = 2 * EVAL_MINUTES  # "plus two evaluation intervals"
 TRAFFIC = 1000  # requests per minute in every scenario
 HEALTHY_MINUTES = 60  # clean traffic before each incident
@@ -116,10 +117,13 @@ def unit_tests(spec: Spec, slo: SLO, rule_file: str) -> dict[str, dict[str, Any]
         *cases.never_failed(),
         *cases.absent(),
     ]
-    out = {"test": _file(rule_file, EVAL_MINUTES, incidents)}
+    short, long = cases.onsets()
+    out = {"test": _file(rule_file, EVAL_MINUTES, incidents + short)}
     soak = cases.soak()
     if soak:
         out["soak.test"] = _file(rule_file, SOAK_EVAL_MINUTES, soak)
+    if long:
+        out["onset.test"] = _file(rule_file, ONSET_EVAL_MINUTES, long)
     return out
 
 
@@ -263,6 +267,49 @@ class TestCases:
                 [self.firing(lowest.severity, HEALTHY_MINUTES)],
             ),
         ]
+
+    def onsets(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Per tier, a steady burn at 1.05x its factor after a clean long window: its
+        alert opens when theory says (the first tier of that severity to cross, at
+        W x factor x budget / ratio), not a margin before and by a margin after. Onsets
+        within RAW_LIMIT go in the minute file, the rest in a file evaluated every
+        ONSET_EVAL_MINUTES (each check on an evaluation)."""
+        short: list[dict[str, Any]] = []
+        long: list[dict[str, Any]] = []
+        period, budget = self.spec.period, self.slo.error_budget
+        for window in self.slo.alert_windows:
+            ratio = Fraction(105, 100) * burnrate.threshold(window, period, budget)
+            if ratio >= 1:
+                continue  # no steady error ratio can burn that fast
+            kin = [w for w in self.slo.alert_windows if w.severity == window.severity]
+            crossing = [
+                burnrate.detection_time(w, period, budget, ratio)
+                for w in kin
+                if burnrate.threshold(w, period, budget) < ratio
+            ]
+            onset = math.ceil(min(crossing) / 60)
+            start = self.history(kin)  # every tier of the alert sees a full window
+            soaked = start + onset > conventions.RAW_LIMIT // 60
+            every = ONSET_EVAL_MINUTES if soaked else EVAL_MINUTES
+            # Two evaluations, and the 5m base rate that the day-long windows average.
+            margin = 2 * every + conventions.BASE_WINDOW // 60
+            factor = conventions.number(burnrate.factor(window, period))
+            by = math.ceil((start + onset + margin) / every) * every
+            checks = [self.firing(window.severity, by)]
+            name = (
+                f"a steady error ratio of {conventions.number(ratio)} (1.05x the "
+                f"{duration.promql(window.long)} tier's {factor}x) after {minutes(start)} clean "
+                f"opens the {window.severity} alert at {onset}m"
+            )
+            if onset > margin:
+                before = (start + onset - margin) // every * every
+                checks.insert(0, self.quiet(before, **{catalog.SEVERITY: window.severity}))
+                name += f", not {margin}m before"
+            name += f" and by {margin}m after"
+            burn = burning(by - start + every, ratio)
+            case = self.case(name, [healthy(start), burn], checks)
+            (long if soaked else short).append(case)
+        return short, long
 
     def recovery(self) -> list[dict[str, Any]]:
         pages = self.pages()
