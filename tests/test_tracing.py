@@ -563,3 +563,72 @@ def test_genai_client_metrics_through_an_opentelemetry_meter_provider() -> None:
     assert first.count == 1 and per_chunk.count == 1  # Hel, then lo
     (output,) = points[g.TOKEN_USAGE]
     assert output.attributes[g.TOKEN_TYPE] == "output" and output.sum == 2
+
+
+def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
+    """The end-of-stream bulk observation against prometheus_client's own observe():
+    the same bucket counts (bounds themselves included), the same sum to rounding, and
+    one exemplar, on the last gap's bucket."""
+    from prometheus_client import Histogram
+
+    from llm_slo_stack.tracing.middleware import observe_all
+
+    metric = catalog.CLIENT_INTER_TOKEN_LATENCY
+    gaps = [0.004, 0.01, 0.0125, 0.2, 0.2000001, 7.0, 0.03] * 40
+    each, once = CollectorRegistry(), CollectorRegistry()
+    by_each, by_once = (
+        Histogram(metric.name, metric.help, metric.labels, buckets=metric.buckets, registry=r)
+        for r in (each, once)
+    )
+    for gap in gaps:
+        by_each.labels("m").observe(gap)
+    observe_all(by_once.labels("m"), gaps, {"trace_id": "ab"})
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], Any]:
+        return {
+            (s.name, s.labels.get("le", "")): s
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(once), samples(each)
+    assert got.keys() == want.keys()
+    for key, sample in want.items():
+        assert got[key].value == pytest.approx(sample.value, rel=1e-12), key
+    with_exemplar = [key for key, s in got.items() if s.exemplar is not None]
+    assert with_exemplar == [(f"{metric.name}_bucket", "0.03")]  # the last gap: le="0.03"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
+        b'{"id": "x", "model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}, "logprobs": null, "finish_reason": null}]}',
+        b'{"id":"x","model":"m","choices":[{"finish_reason":null,"index":0,"delta":{"content":"hi"}}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"text":"hi","finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":{"completion_tokens":9}}',
+    ],
+    ids=["compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage"],
+)
+def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
+    """A chunk the fast path takes counts as one token; any other falls to json.loads:
+    the count, the gaps and the usage are those of parsing every chunk."""
+    from llm_slo_stack.tracing.middleware import _Exchange
+
+    first = b'data: {"id":"x","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+    results = []
+    for fast in (True, False):
+        middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
+        exchange = _Exchange("chat", 0.0)
+        for body in (first, b"data: " + chunk + b"\n\n", b"data: " + chunk + b"\n\n"):
+            if fast:
+                middleware._read_events(exchange, body)
+            else:
+                for line in body.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        middleware._read_chunk(exchange, json.loads(line[6:]))
+        results.append((exchange.chunks, len(exchange.gaps), exchange.usage))
+    assert results[0] == results[1]
