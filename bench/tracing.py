@@ -1,20 +1,20 @@
 """Benchmark: what tracing costs on the serving path.
 
-Streamed chat responses of 256 tokens over loopback from the simulator, for (a) the app
+Streamed chat responses of 256 tokens over loopback from the simulator (served by
+uvicorn, whose asyncio transports set TCP_NODELAY as real servers do), for (a) the app
 alone, (b) the app with our middleware, (c) the app with
-opentelemetry-instrumentation-asgi, (d) the app behind llm-trace-proxy, in two
+opentelemetry-instrumentation-asgi, (d) the app behind llm-trace-proxy, in four
 scenarios:
 - vllm-paced: the simulator's default latency model (about 30 ms prefill, 12 ms a
-  token: an 8B model on an H100), 32 streams at a time. The targets are judged here:
-  it is what a gateway in front of vLLM sees.
+  token: an 8B model on an H100), 32 streams at a time: (b) at >= 0.99x of (a).
 - zero-latency stress: every latency zero, 8 streams at a time, so the app is pure
-  Python CPU and any per-chunk cost shows in full. The worst case, reported.
+  Python CPU and any per-chunk cost shows in full: (b) at >= 0.90x of (a).
+- one stream, paced: (d) adds <= 1 ms to p50 TTFT.
+- 32 fast streams (1 ms prefill, 1 ms a token): (d) adds <= 3 ms to p50 TTFT.
 Servers run in processes of their own; spans go to a BatchSpanProcessor whose exporter
 drops them, so the figures are the request path's cost, not a collector's. Each mode
-runs ROUNDS times, interleaved; the best round counts.
-
-Targets (issue 5): our middleware costs at most 5 % throughput and 1 ms p50 TTFT, and
-less than (c); the proxy adds at most 2 ms p50 TTFT.
+runs ROUNDS times, interleaved; the best round counts. The client shares the machine:
+on 2 cores the stress ratios move by several points from run to run.
 
     .venv/bin/python -m bench.tracing
 """
@@ -37,10 +37,16 @@ from tests.support import loopback
 TOKENS = 256
 ROUNDS = 2
 PACED, STRESS = "vllm-paced", "zero-latency stress"
-SCENARIOS = {  # name: (streams at a time, requests a round, warm-up requests, judged)
-    PACED: (32, 96, 8, True),
-    STRESS: (8, 160, 16, False),
+ONE, FAST = "one stream, paced", "32 fast streams"
+SCENARIOS = {  # name: (streams at a time, requests a round, warm-up requests, modes)
+    PACED: (32, 96, 8, "abcd"),
+    STRESS: (8, 160, 16, "abcd"),
+    ONE: (1, 20, 3, "ad"),
+    FAST: (32, 96, 8, "ad"),
 }
+# The targets: the least share of (a)'s throughput (b) keeps, the most p50 TTFT (d) adds.
+MIDDLEWARE_SHARE = {PACED: 0.99, STRESS: 0.90}
+PROXY_ADDS_MS = {ONE: 1.0, FAST: 3.0}
 MODES = {
     "a": "app alone",
     "b": "app + our middleware",
@@ -72,6 +78,8 @@ def build(mode: str, upstream: str, scenario: str) -> object:
     profile = Profile()
     if scenario == STRESS:
         profile = Profile(0.0, 0.0, 0.0, 0.0, 0.0)
+    elif scenario == FAST:
+        profile = Profile(prefill_overhead=0.001, prefill_per_token=0.0, itl=0.001, itl_jitter=0.0)
     app = create_app(Config(served_model_name="bench", profile=profile, max_num_seqs=64))
     if mode == "b":
         from llm_slo_stack.tracing.middleware import LLMTracingMiddleware
@@ -140,16 +148,17 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def run(scenario: str) -> dict[str, Result]:
-    streams, count, warmup, _ = SCENARIOS[scenario]
+    streams, count, warmup, modes = SCENARIOS[scenario]
     processes = []
     best: dict[str, Result] = {}
     try:
         urls = {}
-        for mode in "abc":
+        for mode in modes.replace("d", ""):
             process, urls[mode] = start(mode, scenario)
             processes.append(process)
-        process, urls["d"] = start("d", scenario, urls["a"])
-        processes.append(process)
+        if "d" in modes:
+            process, urls["d"] = start("d", scenario, urls["a"])
+            processes.append(process)
         for _ in range(ROUNDS):
             for mode, url in urls.items():
                 asyncio.run(load(url, warmup, streams))
@@ -165,7 +174,7 @@ def run(scenario: str) -> dict[str, Result]:
 
 
 def report(scenario: str, best: dict[str, Result]) -> bool:
-    streams, count, _, judged = SCENARIOS[scenario]
+    streams, count, _, _ = SCENARIOS[scenario]
     base_rate, base_p50, _ = best["a"]
     print(f"\n{scenario}: {TOKENS}-token streams, {streams} at a time, {count} a round, ", end="")
     print(f"best of {ROUNDS}")
@@ -182,16 +191,18 @@ def report(scenario: str, best: dict[str, Result]) -> bool:
         figures = f"{rate:>7.1f} {rate * TOKENS:>9.0f} {rate / base_rate:>7.3f} "
         figures += f"{p50:>7.2f}ms {p99:>6.2f}ms {p50 - base_p50:>+6.2f}ms"
         print(f"  ({mode}) {MODES[mode]:<41} {figures}")
-    ours, theirs, proxy = best["b"], best["c"], best["d"]
-    met = (
-        ours[0] >= 0.95 * base_rate
-        and ours[1] - base_p50 <= 1.0
-        and ours[0] >= theirs[0]
-        and proxy[1] - base_p50 <= 2.0
-    )
-    verdict = ("met" if met else "MISSED") if judged else "not judged: the worst case"
-    print(f"  targets ((b) >= 95 % of (a), <= +1 ms p50, >= (c); (d) <= +2 ms p50): {verdict}")
-    return met or not judged
+    met = True
+    if scenario in MIDDLEWARE_SHARE:
+        share = MIDDLEWARE_SHARE[scenario]
+        ok = best["b"][0] >= share * base_rate
+        print(f"  target: (b) >= {share:.2f}x of (a): {'met' if ok else 'MISSED'}")
+        met &= ok
+    if scenario in PROXY_ADDS_MS:
+        most = PROXY_ADDS_MS[scenario]
+        ok = best["d"][1] - base_p50 <= most
+        print(f"  target: (d) adds <= {most:g} ms p50 TTFT: {'met' if ok else 'MISSED'}")
+        met &= ok
+    return met
 
 
 def main() -> int:
