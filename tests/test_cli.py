@@ -51,10 +51,13 @@ def test_generate_writes_rules_crd_and_tests_per_slo(spec_file: Path, tmp_path: 
         "alertmanager.yaml",
         "chat.prometheusrule.yaml",
         "chat.rules.yaml",
+        "tests/chat.availability.onset.test.yaml",
         "tests/chat.availability.soak.test.yaml",
         "tests/chat.availability.test.yaml",
+        "tests/chat.ttft.onset.test.yaml",
         "tests/chat.ttft.soak.test.yaml",
         "tests/chat.ttft.test.yaml",
+        "tests/chat.upstream-5xx.onset.test.yaml",
         "tests/chat.upstream-5xx.soak.test.yaml",
         "tests/chat.upstream-5xx.test.yaml",
     ]
