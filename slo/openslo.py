@@ -202,13 +202,13 @@ class _Importer:
             if doc is None:
                 self.problem(slo, ("spec", "indicatorRef"), "the name of an SLI object", ref)
                 return None
-            return self.sli(doc, ("spec",))
+            return self.sli(doc, ("spec",), slo)
         if not isinstance(self.field(slo, ("spec", "indicator")), dict):
             self.problem(slo, ("spec", "indicator"), "an indicator or an indicatorRef", None)
             return None
-        return self.sli(slo, ("spec", "indicator", "spec"))
+        return self.sli(slo, ("spec", "indicator", "spec"), slo)
 
-    def sli(self, doc: _Document, at: Path_) -> dict[str, Any] | None:
+    def sli(self, doc: _Document, at: Path_, slo: _Document) -> dict[str, Any] | None:
         ratio, threshold = (
             self.field(doc, (*at, "ratioMetric")),
             self.field(doc, (*at, "thresholdMetric")),
@@ -216,7 +216,7 @@ class _Importer:
         if isinstance(ratio, dict):
             return self.ratio(doc, (*at, "ratioMetric"), ratio)
         if isinstance(threshold, dict):
-            return self.threshold(doc, (*at, "thresholdMetric"))
+            return self.threshold(doc, (*at, "thresholdMetric"), slo)
         self.problem(doc, at, "a ratioMetric or a thresholdMetric", None)
         return None
 
@@ -244,13 +244,12 @@ class _Importer:
         ours = {"good" if numerator == "good" else "errors": queries[numerator]}
         return {"ratio": {**ours, "total": queries["total"]}}
 
-    def threshold(self, doc: _Document, at: Path_) -> dict[str, Any] | None:
+    def threshold(self, doc: _Document, at: Path_, slo: _Document) -> dict[str, Any] | None:
         """A threshold metric over a Prometheus histogram: the SLO's op and value say
         which observations are good, and must be `at or under value` seconds."""
         query = self.query(doc, at)
         if query is None:
             return None
-        slo = self.slo_of(doc)
         objective: Any = self.field(slo, ("spec", "objectives", 0)) or {}
         path: Path_ = ("spec", "objectives", 0)
         if objective.get("op") not in ("lte", "lt"):
@@ -274,19 +273,6 @@ class _Importer:
             return None
         histogram = query.replace("_bucket", "", 1) if name.endswith("_bucket") else query
         return {"latency": {"histogram": histogram, "threshold": value}}
-
-    def slo_of(self, sli: _Document) -> _Document:
-        """The SLO whose objective applies to an SLI (the document itself when inline)."""
-        if sli.kind == "SLO":
-            return sli
-        return next(
-            (
-                doc
-                for (kind, _), doc in self.objects.items()
-                if kind == "SLO" and self.field(doc, ("spec", "indicatorRef")) == sli.name
-            ),
-            sli,
-        )
 
     def query(self, doc: _Document, at: Path_) -> str | None:
         """The selector of a Prometheus metric source's query, without rate and sum."""

@@ -144,3 +144,21 @@ def test_the_command_writes_one_file_per_service_or_nothing(
     assert spec.load(written).service == "web-shop"
     assert cli.main(["generate", str(written), "--rules-dir", str(tmp_path / "rules"),
                      "--dashboards-dir", str(tmp_path / "boards")]) == 0  # fmt: skip
+
+
+def test_one_threshold_sli_shared_by_two_slos_takes_each_slos_own_value() -> None:
+    sli = (
+        "apiVersion: openslo/v1\nkind: SLI\nmetadata: {name: search}\nspec:\n"
+        "  thresholdMetric:\n    metricSource:\n      type: Prometheus\n"
+        "      spec: {query: 'search_seconds_bucket{job=\"shop\"}'}\n"
+    )
+    slo = (
+        "---\napiVersion: openslo/v1\nkind: SLO\nmetadata: {{name: {name}}}\nspec:\n"
+        "  service: shop\n  indicatorRef: search\n  budgetingMethod: Occurrences\n"
+        "  timeWindow: [{{duration: 4w, isRolling: true}}]\n"
+        "  objectives: [{{op: lte, value: {value}, target: 0.99}}]\n"
+    )
+    text = sli + slo.format(name="fast", value=0.5) + slo.format(name="slow", value=2)
+    (service,) = imported(text).values()
+    thresholds = {s["name"]: s["sli"]["latency"]["threshold"] for s in service["slos"]}  # type: ignore[attr-defined]
+    assert thresholds == {"fast": 0.5, "slow": 2}
