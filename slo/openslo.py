@@ -184,12 +184,12 @@ class _Importer:
         first = objectives[0] if isinstance(objectives[0], dict) else {}
         if "target" in first:
             target = first["target"]
-            if isinstance(target, int | float) and not isinstance(target, bool) and 0 < target < 1:
+            if spec.is_number(target) and 0 < target < 1:
                 return float(Decimal(str(target)) * 100)
             self.problem(doc, (*path, 0, "target"), "a number between 0 and 1", target)
             return None
         percent = first.get("targetPercent")
-        if isinstance(percent, int | float) and not isinstance(percent, bool) and 0 < percent < 100:
+        if spec.is_number(percent) and 0 < percent < 100:
             return float(percent)
         self.problem(doc, (*path, 0), "target (0 to 1) or targetPercent (0 to 100)", percent)
         return None
@@ -260,7 +260,7 @@ class _Importer:
             )  # fmt: skip
             return None
         value = objective.get("value")
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        if not spec.is_number(value) or value <= 0:
             self.problem(
                 slo, (*path, "value"), "a positive number of seconds (a bucket bound)", value
             )

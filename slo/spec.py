@@ -16,7 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -251,7 +251,8 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A JSON or YAML number (a bool is not one here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -509,7 +510,7 @@ class _Checker:
         return slo
 
     def objective(self, path: Path_, value: Any) -> Fraction | None:
-        if not _is_number(value) or not 0 < value < 100:
+        if not is_number(value) or not 0 < value < 100:
             self.problem(path, "a percentage between 0 and 100 (exclusive), such as 99.9", value)
             return None
         return Fraction(Decimal(str(value)))
@@ -592,7 +593,7 @@ class _Checker:
     def threshold(self, path: Path_, raw: Any) -> Fraction | None:
         if isinstance(raw, str):
             threshold = duration.parse(raw)
-        elif _is_number(raw) and math.isfinite(raw):
+        elif is_number(raw) and math.isfinite(raw):
             threshold = Fraction(Decimal(str(raw)))
         else:
             threshold = None
