@@ -136,11 +136,11 @@ def observe_all(child: Histogram, values: Sequence[float], exemplar: dict[str, s
     prometheus_client has no bulk observe; its child keeps a value per bucket
     (`_buckets`, not cumulative) and one for `_sum`, which a test compares with
     observe(). Without them, observe() each."""
+    if not values:
+        return
     buckets = getattr(child, "_buckets", None)
     bounds = getattr(child, "_upper_bounds", None)
     total = getattr(child, "_sum", None)
-    if not values:
-        return
     if buckets is None or bounds is None or total is None:
         for value in values[:-1]:
             child.observe(value)
