@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOS = ("availability", "ttft")
 STEP = "30m"
 RUNS = 3
-VARIABLES = {"$model": ".*", "$instance": ".*"}  # and $service: the spec's
+VARIABLES = {"$model": ".*", "$instance": ".*", "$__rate_interval": "5m"}  # and $service
 FLAGS = (
     "--storage.tsdb.retention.time=3650d",  # keep backfilled months
     "--query.timeout=10m",
@@ -165,7 +165,7 @@ def panels(s: Spec) -> list[tuple[str, str, list[str]]]:
             if panel["type"] == "row":
                 row = panel["title"].split(":")[0]
                 continue
-            exprs = [t["expr"] for t in panel["targets"] if t["refId"] != dashboards.EXEMPLAR_REF]
+            exprs = [t["expr"] for t in panel["targets"] if not t["exemplar"]]  # client: raw
             targets = [filled(e, s) for e in exprs]
             if any(unrecorded(t, forms) != t for t in targets):
                 title = f"{row}: {panel['title']}" if row in slos else panel["title"]

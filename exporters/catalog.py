@@ -353,6 +353,10 @@ INSTANCE = "instance"  # Prometheus' own target label: which exporter a series c
 ALERT_GPU_MEMORY_LEAK = "LLMGPUProcessMemoryLeak"
 ALERT_GPU_IDLE_WAITING = "LLMGPUIdleWhileRequestsWait"
 ALERT_GPU_SATURATED = "LLMGPUSaturatedQueueGrowing"
+GPU_ALERTS = (
+    ALERT_GPU_MEMORY_FULL, ALERT_GPU_THROTTLED, ALERT_GPU_XID, ALERT_GPU_DOWN, ALERT_GPU_MISSING,
+    ALERT_GPU_MEMORY_LEAK, ALERT_GPU_IDLE_WAITING, ALERT_GPU_SATURATED,
+)  # fmt: skip
 
 # The sidecar exporter's own health.
 EXPORTER_UPSTREAM_UP = Metric(

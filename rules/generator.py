@@ -17,6 +17,7 @@ from llm_slo_stack.slo.conventions import (
     RAW_LIMIT,
     RUNBOOK_ABSENT,
     RUNBOOK_BURN,
+    alert_dashboard,
     describe,
     error_ratio,
     number,
@@ -100,6 +101,7 @@ def _who(spec: Spec, slo: SLO) -> str:
 
 
 SLO_DESCRIPTION = "slo_description"  # the annotation holding the spec's description
+DASHBOARD_URL = "dashboard_url"  # the annotation linking the SLO overview's burn-rate panel
 WINDOWS = "windows"  # the annotation naming the tiers a burn alert fires on
 BURN_ONLY = ("summary", "description")  # annotations a spec sets for the burn alerts only
 
@@ -156,6 +158,7 @@ def _burn_alert(spec: Spec, slo: SLO, severity: str, tiers: list[burnrate.AlertW
         ),
         WINDOWS: tiers_text(spec, tiers),
         "runbook_url": runbook(spec, slo, RUNBOOK_BURN),
+        DASHBOARD_URL: alert_dashboard(spec, slo),
         **_described(slo),
         **slo.alerting.annotations,
     }
@@ -183,6 +186,7 @@ def _absent_alert(spec: Spec, slo: SLO) -> Rule:
                 "buckets lack the threshold."
             ),
             "runbook_url": runbook(spec, slo, RUNBOOK_ABSENT),
+            DASHBOARD_URL: alert_dashboard(spec, slo),
             **_described(slo),
             # The spec's own summary and description speak of the burn: a missing SLI
             # keeps its own, the spec's other annotations apply to both.

@@ -13,7 +13,14 @@ from typing import Any
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules.generator import Group
-from llm_slo_stack.slo.conventions import POD_JOIN, RUNBOOK_GPU
+from llm_slo_stack.slo.conventions import (
+    BOARD_GPU,
+    POD_JOIN,
+    RUNBOOK_GPU,
+    dashboard_uid,
+    dashboard_url,
+    pod_panel,
+)
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 GROUP = "llm-slo:gpu"
@@ -25,6 +32,14 @@ LEAK_MIN_GROWTH = 256 * 2**20  # bytes in an hour; less is noise, not a leak
 
 
 @dataclass(frozen=True)
+class Links:
+    """Where GPU alerts link: the runbooks, and Grafana with the GPU dashboard."""
+
+    runbooks: str
+    dashboards: str
+
+
+@dataclass(frozen=True)
 class GpuAlert:
     name: str
     expr: str
@@ -33,19 +48,23 @@ class GpuAlert:
     summary: str
     description: str
     anchor: str
+    panel: str  # the key of the GPU dashboard's panel that shows the cause
 
-    def rule(self, runbook_base: str) -> dict[str, Any]:
+    def rule(self, links: Links) -> dict[str, Any]:
         rule: dict[str, Any] = {"alert": self.name, "expr": self.expr}
         if self.duration != "0m":
             rule["for"] = self.duration
         rule["labels"] = {catalog.SEVERITY: self.severity}
-        rule["annotations"] = self.annotations(runbook_base)
+        rule["annotations"] = self.annotations(links)
         return rule
 
-    def annotations(self, runbook_base: str) -> dict[str, str]:
+    def annotations(self, links: Links) -> dict[str, str]:
         return {
             "description": self.description,
-            "runbook_url": f"{runbook_base}{RUNBOOK_GPU}#{self.anchor}",
+            "runbook_url": f"{links.runbooks}{RUNBOOK_GPU}#{self.anchor}",
+            "dashboard_url": dashboard_url(
+                links.dashboards, dashboard_uid(None, BOARD_GPU), {}, self.panel
+            ),
             "summary": self.summary,
         }
 
@@ -63,6 +82,7 @@ ALERTS = (
         "vLLM preallocates --gpu-memory-utilization (0.9 by default) of the GPU; above 95 % "
         "another process holds memory, or the setting is too high: expect OOMs and preemptions.",
         "memory-nearly-full",
+        m.GPU_MEMORY_USED.name,
     ),
     GpuAlert(
         m.ALERT_GPU_THROTTLED,
@@ -73,6 +93,7 @@ ALERTS = (
         "A throttled GPU decodes slower: inter-token latency rises with no change in load. "
         "The reason label says why (power cap, thermal, hardware slowdown).",
         "throttled",
+        m.GPU_CLOCKS_EVENT.name,
     ),
     # On the per-GPU total, written at 0 from the exporter's first scrape: a code's own
     # series is born at 1 with its first event, where increase() sees nothing.
@@ -86,6 +107,7 @@ ALERTS = (
         "the bus, 48 double-bit ECC, 94/95 contained/uncontained ECC). The engine on it is "
         "likely failing.",
         "xid-error",
+        m.GPU_XID_ERRORS.name,
     ),
     GpuAlert(
         m.ALERT_GPU_DOWN,
@@ -96,6 +118,7 @@ ALERTS = (
         "NVML says the GPU is lost (it fell off the bus) or dcgm-exporter stopped reporting it "
         "for 2 minutes: the engine on it is down or failing.",
         "gpu-down",
+        m.GPU_UP.name,
     ),
     # An exporter that restarts while a GPU is gone never saw it: no `llm_gpu_up 0` to
     # alert on, only fewer GPUs than the day before.
@@ -109,6 +132,7 @@ ALERTS = (
         "An exporter reports fewer GPUs than it did in the last 24 hours: a GPU fell off the "
         "bus or failed to come back after a restart, and the engine on it is gone.",
         "gpu-missing",
+        m.GPU_UP.name,
     ),
     GpuAlert(
         m.ALERT_GPU_MEMORY_LEAK,
@@ -121,6 +145,7 @@ ALERTS = (
         "Every 10-minute window of the last hour grew, by more than 256 MiB in all: a leak "
         "(an unbounded cache, a growing LoRA set) that ends in an OOM.",
         "process-memory-leak",
+        m.GPU_PROCESS_MEMORY.name,
     ),
     GpuAlert(
         m.ALERT_GPU_IDLE_WAITING,
@@ -132,6 +157,7 @@ ALERTS = (
         "Requests are queued but no kernel runs: the serving side is stuck (a hung engine, a "
         "deadlocked scheduler, a lost GPU), not overloaded.",
         "idle-while-requests-wait",
+        pod_panel(m.GPU_UTILIZATION),
     ),
     GpuAlert(
         m.ALERT_GPU_SATURATED,
@@ -143,12 +169,13 @@ ALERTS = (
         "Every GPU is busy and the waiting queue keeps growing: out of capacity. Add replicas "
         "or shed load before TTFT SLOs burn.",
         "saturated-queue-growing",
+        pod_panel(m.GPU_UTILIZATION),
     ),
 )
 
 
-def rule_groups(runbook_base: str) -> list[Group]:
-    return [{"name": GROUP, "rules": [alert.rule(runbook_base) for alert in ALERTS]}]
+def rule_groups(links: Links) -> list[Group]:
+    return [{"name": GROUP, "rules": [alert.rule(links) for alert in ALERTS]}]
 
 
 def _series(metric: catalog.Metric, index: str | None = None, **labels: str) -> str:
@@ -161,13 +188,11 @@ def _labels(index: str) -> dict[str, str]:
     return {m.GPU: index, m.UUID: f"GPU-{index}", m.GPU_NAME: "H100"}
 
 
-def expect(
-    alert: GpuAlert, at: str, firing: list[dict[str, str]], runbook_base: str
-) -> dict[str, Any]:
+def expect(alert: GpuAlert, at: str, firing: list[dict[str, str]], links: Links) -> dict[str, Any]:
     expected = [
         {
             "exp_labels": {**labels, catalog.SEVERITY: alert.severity},
-            "exp_annotations": alert.annotations(runbook_base),
+            "exp_annotations": alert.annotations(links),
         }
         for labels in firing
     ]
@@ -180,7 +205,7 @@ def _pod_case(
     utilization: str,
     waiting: tuple[str, str],
     at: tuple[str, str],
-    runbook_base: str,
+    links: Links,
 ) -> dict[str, Any]:
     """A join test: pods a and b (GPUs 0 and 1) at the same utilisation with different
     queues; nothing fires at `at[0]`, only pod a at `at[1]`."""
@@ -196,13 +221,13 @@ def _pod_case(
         "name": name,
         "input_series": series,
         "alert_rule_test": [
-            expect(alert, at[0], [], runbook_base),
-            expect(alert, at[1], [{m.NAMESPACE: "llm", m.POD: pods[0]}], runbook_base),
+            expect(alert, at[0], [], links),
+            expect(alert, at[1], [{m.NAMESPACE: "llm", m.POD: pods[0]}], links),
         ],
     }
 
 
-def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
+def unit_tests(rule_file: str, links: Links) -> dict[str, Any]:
     """One promtool test per alert: a case that fires, with its exact labels and
     annotations, next to a near miss that must not."""
     a = {alert.name: alert for alert in ALERTS}
@@ -217,8 +242,8 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
                 {"series": _series(m.GPU_MEMORY_TOTAL, "1"), "values": f"{100 * gib}x20"},
             ],
             "alert_rule_test": [
-                expect(a[m.ALERT_GPU_MEMORY_FULL], "4m", [], runbook_base),
-                expect(a[m.ALERT_GPU_MEMORY_FULL], "6m", [_labels("0")], runbook_base),
+                expect(a[m.ALERT_GPU_MEMORY_FULL], "4m", [], links),
+                expect(a[m.ALERT_GPU_MEMORY_FULL], "6m", [_labels("0")], links),
             ],
         },
         {
@@ -234,12 +259,12 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
                 },
             ],
             "alert_rule_test": [
-                expect(a[m.ALERT_GPU_THROTTLED], "9m", [], runbook_base),
+                expect(a[m.ALERT_GPU_THROTTLED], "9m", [], links),
                 expect(
                     a[m.ALERT_GPU_THROTTLED],
                     "11m",
                     [{**_labels("0"), m.REASON: "hw_thermal_slowdown"}],
-                    runbook_base,
+                    links,
                 ),
             ],
         },
@@ -250,9 +275,9 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
                 {"series": _series(m.GPU_XID_EVENTS, "1"), "values": "0x25"},
             ],
             "alert_rule_test": [
-                expect(a[m.ALERT_GPU_XID], "4m", [], runbook_base),
-                expect(a[m.ALERT_GPU_XID], "6m", [_labels("0")], runbook_base),
-                expect(a[m.ALERT_GPU_XID], "17m", [], runbook_base),
+                expect(a[m.ALERT_GPU_XID], "4m", [], links),
+                expect(a[m.ALERT_GPU_XID], "6m", [_labels("0")], links),
+                expect(a[m.ALERT_GPU_XID], "17m", [], links),
             ],
         },
         {
@@ -262,8 +287,8 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
                 {"series": _series(m.GPU_UP, "1"), "values": "1x14"},
             ],
             "alert_rule_test": [
-                expect(a[m.ALERT_GPU_DOWN], "6m", [], runbook_base),
-                expect(a[m.ALERT_GPU_DOWN], "8m", [_labels("0")], runbook_base),
+                expect(a[m.ALERT_GPU_DOWN], "6m", [], links),
+                expect(a[m.ALERT_GPU_DOWN], "8m", [_labels("0")], links),
             ],
         },
         {  # Host a: GPU 1's series stops at minute 20 (its exporter restarted without it).
@@ -275,8 +300,8 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
             ],
             "alert_rule_test": [
                 # The series is stale 5m after its last sample, then 10m pending.
-                expect(a[m.ALERT_GPU_MISSING], "30m", [], runbook_base),
-                expect(a[m.ALERT_GPU_MISSING], "40m", [{m.INSTANCE: "a"}], runbook_base),
+                expect(a[m.ALERT_GPU_MISSING], "30m", [], links),
+                expect(a[m.ALERT_GPU_MISSING], "40m", [{m.INSTANCE: "a"}], links),
             ],
         },
         {  # pid 1 grows 64 MiB a minute for 90 minutes; pid 2 grows then frees (a cache).
@@ -302,12 +327,12 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
                 },
             ],
             "alert_rule_test": [
-                expect(a[m.ALERT_GPU_MEMORY_LEAK], "40m", [], runbook_base),
+                expect(a[m.ALERT_GPU_MEMORY_LEAK], "40m", [], links),
                 expect(
                     a[m.ALERT_GPU_MEMORY_LEAK],
                     "85m",
                     [{**_labels("0"), m.PID: "1"}],
-                    runbook_base,
+                    links,
                 ),
             ],
         },
@@ -318,7 +343,7 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
             "0.01x30",
             ("5x30", "0x30"),
             ("9m", "12m"),
-            runbook_base,
+            links,
         ),
         # Pod a: saturated, queue +1 a minute. Pod b: saturated, queue steady at 10.
         _pod_case(
@@ -328,7 +353,7 @@ def unit_tests(rule_file: str, runbook_base: str) -> dict[str, Any]:
             "0.99x40",
             ("0+1x40", "10x40"),
             ("10m", "20m"),
-            runbook_base,
+            links,
         ),
     ]
     return {

@@ -124,7 +124,9 @@ def shared_files(specs: Sequence[Spec]) -> dict[str, str]:
     if any(GPU_RULES in spec.include for spec in specs):
         rules, tests = SHARED
         source = "rules/gpu.py"
-        runbooks = default_runbook_base()
-        out[rules] = dump({"groups": _sorted_maps(gpu.rule_groups(runbooks))}, source)
-        out[tests] = dump(gpu.unit_tests(f"../{rules}", runbooks), source)
+        # The GPU dashboard is one for all the specs: the first that includes it places it.
+        grafana = next(s.dashboard_base_url for s in specs if GPU_RULES in s.include)
+        links = gpu.Links(default_runbook_base(), grafana)
+        out[rules] = dump({"groups": _sorted_maps(gpu.rule_groups(links))}, source)
+        out[tests] = dump(gpu.unit_tests(f"../{rules}", links), source)
     return out

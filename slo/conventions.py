@@ -9,6 +9,8 @@ labels and windows) comes from here.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from fractions import Fraction
 from importlib import metadata
 
@@ -74,20 +76,24 @@ def _own(spec: Spec, slo: SLO, service: str | None) -> tuple[Matcher, ...]:
     )
 
 
-def own_series(name: str, spec: Spec, slo: SLO, service: str | None = None) -> str:
-    """A selector for one SLO's recorded series; `service` may be a dashboard variable."""
-    return Selector(name, _own(spec, slo, service)).render()
+def own_series(name: str, spec: Spec, slo: SLO, service: str | None = None, *extra: Matcher) -> str:
+    """A selector for one SLO's recorded series; `service` may be a dashboard variable,
+    `extra` narrows to some groups (a dashboard's chosen models)."""
+    return Selector(name, (*_own(spec, slo, service), *extra)).render()
 
 
-def error_ratio(spec: Spec, slo: SLO, seconds: int, service: str | None = None) -> str:
+def error_ratio(
+    spec: Spec, slo: SLO, seconds: int, service: str | None = None, *extra: Matcher
+) -> str:
     """The SLO's recorded error ratio over a window."""
-    return own_series(catalog.SLI_ERROR_RATIO.format(window=window(seconds)), spec, slo, service)
+    name = catalog.SLI_ERROR_RATIO.format(window=window(seconds))
+    return own_series(name, spec, slo, service, *extra)
 
 
-def firing_alerts(spec: Spec, slo: SLO, service: str | None = None) -> str:
+def firing_alerts(spec: Spec, slo: SLO, service: str | None = None, *extra: Matcher) -> str:
     """The SLO's alerts that fire now, from Prometheus' ALERTS series."""
     firing = Matcher(catalog.ALERTSTATE, "=", catalog.FIRING)
-    return Selector(catalog.ALERTS, (*_own(spec, slo, service), firing)).render()
+    return own_series(catalog.ALERTS, spec, slo, service, firing, *extra)
 
 
 def selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:
@@ -201,3 +207,55 @@ def runbook(spec: Spec, slo: SLO, page: str) -> str:
     else:
         anchor = type(sli).__name__[:-3].lower()
     return f"{spec.runbook_base_url or default_runbook_base()}{page}#{anchor}"
+
+
+# Dashboards, by key: their UIDs, panel ids and URLs are built here, so that an alert's
+# link and the panel it names come from one function.
+BOARD_OVERVIEW = "slo"
+BOARD_SERVING = "serving"
+BOARD_GPU = "gpu"
+PANEL_BURN = "burn-rate"  # the key of an SLO's burn-rate panel on its overview
+
+
+def dashboard_uid(spec: Spec | None, board: str) -> str:
+    """A dashboard's stable UID (Grafana allows 40 characters): per service, or shared."""
+    key = board if spec is None else f"{spec.service}/{board}"
+    return "llm-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def panel_id(uid: str, key: str) -> int:
+    """A panel's id from its dashboard and its own key, not its position: a link to a
+    panel keeps working when other panels come and go."""
+    return int(hashlib.sha256(f"{uid}/{key}".encode()).hexdigest()[:6], 16) + 1
+
+
+def dashboard_url(
+    base: str, uid: str, variables: Mapping[str, str], panel: str | None = None
+) -> str:
+    """A link to a dashboard with its variables set, optionally to one panel (Grafana's
+    `viewPanel`). Values are kept as given, so an alert's `{{ $labels.x }}` survives."""
+    query = [f"var-{name}={value}" for name, value in variables.items()]
+    if panel is not None:
+        query.append(f"viewPanel=panel-{panel_id(uid, panel)}")
+    return f"{base.rstrip('/')}/d/{uid}" + (f"?{'&'.join(query)}" if query else "")
+
+
+def pod_panel(metric: catalog.Metric) -> str:
+    """The key of the GPU dashboard's panel that shows `metric` per serving pod."""
+    return f"{metric.name}/pod"
+
+
+def slo_panel(slo: SLO, role: str) -> str:
+    """The key of one of an SLO's panels on its overview."""
+    return f"{slo.name}/{role}"
+
+
+def alert_dashboard(spec: Spec, slo: SLO) -> str:
+    """The SLO overview at the SLO's burn-rate panel, for the group that alerted."""
+    groups = {label: f"{{{{ $labels.{label} | urlquery }}}}" for label in spec.group_by}
+    return dashboard_url(
+        spec.dashboard_base_url,
+        dashboard_uid(spec, BOARD_OVERVIEW),
+        {k: v for k, v in groups.items() if k == catalog.MODEL},
+        slo_panel(slo, PANEL_BURN),
+    )

@@ -16,6 +16,8 @@ SOURCES = (SERVER, CLIENT)
 PHASE_RULES = "phases"  # the LLM phase quantile rules and the serving dashboard
 GPU_RULES = "gpu"  # the GPU alerts and the GPU dashboard
 INCLUDES = (PHASE_RULES, GPU_RULES)
+# Where alerts link their dashboards: the Grafana that compose/ and `make demo` start.
+DEFAULT_DASHBOARD_BASE = "http://localhost:3000"
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class Spec:
     group_by: tuple[str, ...] = ()
     buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     runbook_base_url: str = ""
+    dashboard_base_url: str = DEFAULT_DASHBOARD_BASE
     source: str = ""
     include: frozenset[str] = frozenset()  # the optional rule sets asked for (INCLUDES)
 

@@ -36,6 +36,7 @@ from llm_slo_stack.slo.model import (
 
 API_VERSION = "llm-slo-stack/v1"
 DEFAULT_PERIOD = "30d"
+URL_SCHEMES = ("http://", "https://")
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")  # shipped in the wheel
 DEFAULT_SOURCE = "llm_slo_stack/slo/default.yaml"  # how generated files name it
 MIN_PERIOD_DAYS = 7
@@ -363,6 +364,14 @@ class _Checker:
         if not isinstance(runbook_base, str):
             self.problem(("runbook_base_url",), "a URL prefix (a string)", runbook_base)
             runbook_base = ""
+        dashboard_base = top.get("dashboard_base_url", model.DEFAULT_DASHBOARD_BASE)
+        if not isinstance(dashboard_base, str) or not dashboard_base.startswith(URL_SCHEMES):
+            self.problem(
+                ("dashboard_base_url",),
+                "Grafana's URL, such as https://grafana.example.com",
+                dashboard_base,
+            )
+            dashboard_base = ""
         include = self.include(top.get("include", _MISSING))
         slos = self.slos(top.get("slos", _MISSING), period, buckets)
         if catalog.TENANT in group_by:
@@ -378,6 +387,7 @@ class _Checker:
             group_by=tuple(group_by),
             buckets=MappingProxyType(buckets),
             runbook_base_url=runbook_base,
+            dashboard_base_url=dashboard_base,
             source=self.source,
             include=frozenset(include),
         )
@@ -761,7 +771,7 @@ class _Found(str):
 
 _TOP_FIELDS = (
     "apiVersion", "service", "period", "labels", "selector", "group_by", "buckets",
-    "runbook_base_url", "include", "slos",
+    "runbook_base_url", "dashboard_base_url", "include", "slos",
 )  # fmt: skip
 _SLO_FIELDS = ("name", "objective", "description", "sli", "alerting")
 _SLI_KINDS = ("availability", "latency", "goodput", "ratio")

@@ -10,7 +10,7 @@ import pytest
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules import generator, gpu, writer
-from llm_slo_stack.slo import burnrate, conventions, spec
+from llm_slo_stack.slo import burnrate, conventions, model, spec
 from llm_slo_stack.slo.model import Spec
 from tests.support.paths import ROOT
 from tests.support.specs import VALID
@@ -110,7 +110,7 @@ def test_default_runbook_links_name_a_shipped_runbook_and_one_of_its_headings() 
         spec.load(path) for path in sorted((ROOT / "tests" / "golden").glob("*/spec.yaml"))
     ]
     groups = [g for s in specs for g in generator.rule_groups(s)]
-    groups += gpu.rule_groups(base)
+    groups += gpu.rule_groups(gpu.Links(base, model.DEFAULT_DASHBOARD_BASE))
     links = {a["annotations"]["runbook_url"] for a in rules_of(groups, "alert")}
     own = sorted(link for link in links if link.startswith(base))
     assert len(own) >= 10

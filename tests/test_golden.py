@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_slo_stack.dashboards import generator as dashboards
 from llm_slo_stack.rules import writer
 from llm_slo_stack.slo import spec
 from tests.support.paths import GOLDEN, ROOT, golden_cases
@@ -21,9 +22,11 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 def generated(case: str) -> dict[str, str]:
+    """The spec's rules, tests and (under dashboards/) its dashboards."""
     path = GOLDEN / case / "spec.yaml"
     loaded = spec.loads(path.read_text(encoding="utf-8"), path.relative_to(ROOT).as_posix())
-    return writer.files(loaded)
+    boards = {f"dashboards/{name}": text for name, text in dashboards.files(loaded).items()}
+    return writer.files(loaded) | boards
 
 
 def on_disk(folder: Path) -> dict[str, str]:

@@ -15,7 +15,7 @@ import yaml
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.exporters.gpu import DcgmCollector
 from llm_slo_stack.rules import gpu, writer
-from llm_slo_stack.slo import conventions, spec
+from llm_slo_stack.slo import conventions, model, spec
 from llm_slo_stack.slo.model import AvailabilitySLI
 from llm_slo_stack.slo.selector import Matcher, Selector
 from tests.support.engines import mapped
@@ -152,6 +152,7 @@ def test_the_first_xid_pages_from_the_series_the_exporter_writes(
     ]
     alert = {a.name: a for a in gpu.ALERTS}[catalog.ALERT_GPU_XID]
     where = {catalog.GPU: "0", catalog.UUID: "GPU-0", catalog.GPU_NAME: "H100", "hostname": "n"}
+    links = gpu.Links(conventions.default_runbook_base(), model.DEFAULT_DASHBOARD_BASE)
     test = {
         "rule_files": ["gpu.rules.yaml"],
         "evaluation_interval": "1m",
@@ -160,8 +161,8 @@ def test_the_first_xid_pages_from_the_series_the_exporter_writes(
                 "interval": "1m",
                 "input_series": series,
                 "alert_rule_test": [
-                    gpu.expect(alert, "4m", [], conventions.default_runbook_base()),
-                    gpu.expect(alert, "6m", [where], conventions.default_runbook_base()),
+                    gpu.expect(alert, "4m", [], links),
+                    gpu.expect(alert, "6m", [where], links),
                 ],
             }
         ],

@@ -104,6 +104,7 @@ MISTAKES = [
     ("key-not-text", "? [a]\n: b\n", 1, "(file)", "keys that are plain text, found a sequence as a key"),
     ("file-too-big", VALID + "#" * (1 << 20), None, "(file)", "at most 1048576 characters"),
     ("include-unknown", edit("slos:", "include: [phases, gpus]\nslos:"), 6, "include[1]", "one of phases, gpu"),
+    ("dashboard-base-not-url", edit("slos:", "dashboard_base_url: grafana.local\nslos:"), 6, "dashboard_base_url", "Grafana's URL, such as https://"),
 ]  # fmt: skip
 
 

@@ -18,6 +18,9 @@ from tests.support import loopback
 
 WAIT_SECONDS = 30
 SCRAPE_SECONDS = 1
+# Without it Prometheus drops the trace ids the client-side histograms carry, and the
+# dashboards' exemplar dots never appear (compose/ and `make demo` set it too).
+EXEMPLARS = "--enable-feature=exemplar-storage"
 
 
 class NotStarted(RuntimeError):
@@ -44,6 +47,7 @@ def running(
                 f"--storage.tsdb.path={data or folder / 'data'}",
                 f"--web.listen-address={loopback.HOST}:{port}",
                 "--log.level=warn",
+                EXEMPLARS,
                 *flags,
             ],
             stdout=subprocess.DEVNULL,
