@@ -217,9 +217,7 @@ def serving(spec: Spec) -> dict[str, Any]:
             description += (
                 " The client's quantiles (gateway and network included) link their dots to traces."
             )
-        board.add(
-            p.series(f"{phase}: {metric.help}", description, "s", *queries), f"latency/{phase}", 12
-        )
+        board.add(p.series(f"{phase} latency", description, "s", *queries), f"latency/{phase}", 12)
 
     board.row("Distributions (requests per second in each bucket)")
     for phase, metric in catalog.PHASES.items():

@@ -464,3 +464,16 @@ def test_every_alert_link_resolves_to_a_generated_dashboard_panel_and_variable()
         if alert["alert"] == catalog.ALERT_BUDGET_BURN:
             assert target["title"] == "Burn rate per alert window"
             assert alert["labels"][catalog.SLO] in target["targets"][0]["expr"]
+
+
+def test_every_panel_a_runbook_names_is_on_a_generated_dashboard() -> None:
+    """Runbooks point on-call at panels by their titles in bold: each such title is a
+    panel of the default spec's dashboards, and each runbook's first look names some."""
+    titles = {p["title"] for board in boards().values() for p in panels(board)}
+    named = 0
+    for runbook in sorted((ROOT / "rules" / "runbooks").glob("*.md")):
+        bold = set(re.findall(r"\*\*([^*]+)\*\*", runbook.read_text()))
+        bold = {" ".join(b.split()) for b in bold}  # a title may wrap across lines
+        assert bold <= titles, (runbook.name, bold - titles)
+        named += len(bold)
+    assert named >= 20
