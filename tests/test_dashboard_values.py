@@ -23,7 +23,7 @@ import requests
 
 from llm_slo_stack.dashboards import generator as dashboards
 from llm_slo_stack.exporters import catalog
-from llm_slo_stack.slo import spec
+from llm_slo_stack.slo import conventions, spec
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.prometheus
@@ -281,4 +281,15 @@ def test_panels_show_the_load_and_the_fault_as_they_happened(tmp_path: Path) -> 
         deadline = time.monotonic() + 30
         while not (rows := values(url, table, time.time())) and time.monotonic() < deadline:
             time.sleep(1)
-    assert any(catalog.ALERT_BUDGET_BURN in key and " page " in f" {key} " for key in rows), rows
+        alerts = requests.get(f"{url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    assert f"{MODEL} {catalog.ALERT_BUDGET_BURN} page" in rows, rows
+    # Its link, as Prometheus expanded it, opens this model's burn-rate panel.
+    (page,) = [a for a in alerts if a["labels"].get(catalog.SEVERITY) == "page"
+               and a["labels"][catalog.SLO] == "availability" and a["state"] == "firing"]  # fmt: skip
+    (availability,) = [slo for slo in DEFAULT.slos if slo.name == "availability"]
+    uid = conventions.dashboard_uid(DEFAULT, conventions.BOARD_OVERVIEW)
+    panel = conventions.panel_id(uid, conventions.slo_panel(availability, conventions.PANEL_BURN))
+    assert page["annotations"]["dashboard_url"] == (
+        f"http://localhost:3000/d/{uid}?var-model={MODEL}&viewPanel=panel-{panel}"
+    )
+    assert panel in {p["id"] for p in OVERVIEW["panels"]}

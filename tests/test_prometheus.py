@@ -103,6 +103,7 @@ def test_sidecar_and_proxy_together_count_each_request_once_and_goodput_is_whole
                 if p.get("title") == "Goodput ratio"
                 for t in p["targets"]
             ]
-            ratio = prometheus.query(url, goodput.replace("$model", ".*"))
+            filled = goodput.replace("$model", ".*").replace("$__rate_interval", "1m")
+            ratio = prometheus.query(url, filled)
             assert (total(catalog.REQUESTS), total(catalog.CLIENT_REQUESTS)) == (10.0, 10.0)
     assert [float(r["value"][1]) for r in ratio] == [1.0]
