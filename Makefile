@@ -12,7 +12,7 @@ DASHBOARDS_DIR ?= dashboards/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: FORCE help generate import-graph test test-fast check lint promtool-check golden bench bench-queries promtool clean
+.PHONY: FORCE help demo demo-incident generate import-graph test test-fast check lint promtool-check golden bench bench-queries promtool clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ promtool-check: promtool
 golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate generator change
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py -k writes_the_golden
 
+demo: $(VENV)/.installed promtool ## The whole stack on this machine, traffic and a live view (Ctrl-C stops it)
+	$(BIN)/llm-slo demo $(firstword $(SPECS))
+
+demo-incident: $(VENV)/.installed promtool ## The demo, then an error burst: prints fault-to-page time beside theory
+	$(BIN)/llm-slo demo $(firstword $(SPECS)) --incident
+
 bench: $(VENV)/.installed ## Run the benchmarks (not part of CI) and print their figures
 	$(BIN)/python -m bench.exporter
 	$(BIN)/python -m bench.buckets
@@ -60,7 +66,7 @@ bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models, time the dash
 # The package's folders install under the llm_slo_stack namespace as a tree of links in
 # build/ (setuptools' strict editable mode: type checkers can follow it, import hooks they
 # cannot). A module added or removed changes .modules and so reinstalls the links.
-PACKAGES := cli dashboards exporters rules simulator slo tracing
+PACKAGES := cli dashboards demo exporters rules simulator slo tracing
 
 $(VENV)/.modules: FORCE
 	@mkdir -p $(VENV) && find $(PACKAGES) -type f -not -path '*/__pycache__/*' | sort > $@.new

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from llm_slo_stack.cli import coverage, generation, output
+from llm_slo_stack.cli import coverage, demo, generation, output
 from llm_slo_stack.exporters import backends, catalog
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
 from llm_slo_stack.slo import buckets, duration, openslo, spec
@@ -267,9 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     vllm.add_argument("spec", metavar="SPEC")
     vllm.set_defaults(run=vllm_args)
+    demo.add_parser(commands)
     args = parser.parse_args(argv)
     if getattr(args, "specs", None) == []:
         args.specs = [str(spec.DEFAULT_PATH)]
+    if args.command == "demo" and args.spec is None:
+        args.spec = str(spec.DEFAULT_PATH)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)
 

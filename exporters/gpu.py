@@ -30,11 +30,13 @@ from llm_slo_stack.exporters.nvml import (
     NvmlError,
     PynvmlBinding,
     Reading,
+    simulated_nvml,
 )
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError, Upstream
 
 NVML = "nvml"
 DCGM_SOURCE = "dcgm"
+FAKE_SOURCE = "fake"  # simulated GPUs behind the NVML interface: `make demo` without a GPU
 DEFAULT_LISTEN = "127.0.0.1:9402"  # 9400 is dcgm-exporter's
 DEFAULT_TOP_PROCESSES = 5
 MIB = 1024 * 1024
@@ -384,7 +386,12 @@ class DcgmCollector:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-gpu-exporter", description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=["auto", NVML, DCGM_SOURCE], default="auto")
+    parser.add_argument(
+        "--source",
+        choices=["auto", NVML, DCGM_SOURCE, FAKE_SOURCE],
+        default="auto",
+        help="fake: two simulated, healthy GPUs (the demo's; never chosen by auto)",
+    )
     parser.add_argument("--dcgm-url", default="http://127.0.0.1:9400/metrics")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR:PORT")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
@@ -397,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    nvml = NvmlCollector(top_processes=args.top_processes)
-    source = args.source
+    fake = simulated_nvml() if args.source == FAKE_SOURCE else None
+    nvml = NvmlCollector(fake, top_processes=args.top_processes)
+    source = NVML if fake is not None else args.source
     if source == "auto":  # NVML if a driver answers now, else dcgm-exporter
         source = NVML if nvml.start() else DCGM_SOURCE
     collector = nvml if source == NVML else DcgmCollector(args.dcgm_url, args.timeout)

@@ -317,3 +317,9 @@ class FakeNvml:
             return None
         index, code = self.xid_events.pop(0)
         return Xid(index, code)
+
+
+def simulated_nvml(count: int = 2) -> FakeNvml:
+    """Healthy simulated GPUs for the demo, where no GPU is: the real exporter's code on
+    the fake's readings, so every GPU panel and alert has data."""
+    return FakeNvml([FakeGpu(f"GPU-demo-{i}", "NVIDIA H100 80GB HBM3") for i in range(count)])

@@ -19,6 +19,7 @@ FILE = "alertmanager.yaml"
 DEFAULT_RECEIVER = "default"  # anything that is neither a page nor a ticket
 GROUP_BY = [catalog.ALERTNAME, catalog.SERVICE, catalog.SLO]
 SAME_ALERT = [catalog.ALERTNAME, catalog.SERVICE, catalog.SLO]
+GROUP_WAIT_SECONDS = 30  # a new group's first notification waits this long for company
 
 
 def config(group_labels: Sequence[str]) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def config(group_labels: Sequence[str]) -> dict[str, Any]:
         "route": {
             "receiver": DEFAULT_RECEIVER,
             "group_by": GROUP_BY,
-            "group_wait": "30s",
+            "group_wait": f"{GROUP_WAIT_SECONDS}s",
             "group_interval": "5m",
             "repeat_interval": "4h",
             "routes": [
