@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 SPECS ?= slo/default.yaml
 RULES_DIR ?= rules/generated
 DASHBOARDS_DIR ?= dashboards/generated
+COMPOSE_DIR ?= compose/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -19,6 +20,7 @@ help: ## List the targets
 
 generate: $(VENV)/.installed ## Write rules, alerts, their promtool tests and dashboards from $(SPECS)
 	$(BIN)/llm-slo generate $(SPECS) --rules-dir $(RULES_DIR) --dashboards-dir $(DASHBOARDS_DIR)
+	$(BIN)/llm-slo compose $(firstword $(SPECS)) --out-dir $(COMPOSE_DIR)
 
 test: check ## Every check, then the test suite (what CI runs)
 	$(BIN)/pytest
@@ -29,7 +31,9 @@ test-fast: $(VENV)/.installed ## The test suite but promtool and real-Prometheus
 check: lint promtool-check ## ruff, promtool on the generated rules, generated files up to date
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules --dashboards-dir $$tmp/dashboards >/dev/null && \
-	diff -ru $(RULES_DIR) $$tmp/rules && diff -ru $(DASHBOARDS_DIR) $$tmp/dashboards || \
+	$(BIN)/llm-slo compose $(firstword $(SPECS)) --out-dir $$tmp/compose >/dev/null && \
+	diff -ru $(RULES_DIR) $$tmp/rules && diff -ru $(DASHBOARDS_DIR) $$tmp/dashboards && \
+	diff -ru $(COMPOSE_DIR) $$tmp/compose || \
 	{ echo "generated files are stale: run make and commit them"; exit 1; }
 	@echo "generated files are up to date"
 
@@ -43,7 +47,7 @@ lint: $(VENV)/.installed ## ruff lint and format check, mypy (strict) on the pac
 promtool-check: promtool
 	promtool check rules $(RULES_DIR)/*.rules.yaml
 	promtool test rules $(RULES_DIR)/tests/*.yaml
-	amtool check-config $(RULES_DIR)/alertmanager.yaml
+	amtool check-config $(RULES_DIR)/alertmanager.yaml $(COMPOSE_DIR)/alertmanager.yml
 
 golden: $(VENV)/.installed ## Rewrite tests/golden/*/expected after a deliberate generator change
 	UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py -k writes_the_golden
@@ -79,7 +83,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.modules
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	@touch $@
 
-promtool: ## Install promtool and amtool (Debian's prometheus, prometheus-alertmanager) if missing
+promtool: ## Install promtool, amtool and docker-compose (Debian's prometheus, prometheus-alertmanager, docker-compose) if missing
 	@command -v promtool >/dev/null || { \
 	  echo "promtool not found: installing Debian's prometheus package"; \
 	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends prometheus; } || { \
@@ -88,6 +92,10 @@ promtool: ## Install promtool and amtool (Debian's prometheus, prometheus-alertm
 	  echo "amtool not found: installing Debian's prometheus-alertmanager package"; \
 	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends prometheus-alertmanager; } || { \
 	    echo "could not install it; run: sudo apt-get install prometheus-alertmanager"; exit 1; }; }
+	@command -v docker-compose >/dev/null || { \
+	  echo "docker-compose not found: installing Debian's docker-compose (validates compose/ offline)"; \
+	  { $(APT) update -q && $(APT) install -y -q --no-install-recommends docker-compose; } || { \
+	    echo "could not install it; run: sudo apt-get install docker-compose"; exit 1; }; }
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_slo_stack.cli import coverage, demo, generation, output
+from llm_slo_stack.demo import configs
 from llm_slo_stack.exporters import backends, catalog
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
 from llm_slo_stack.slo import buckets, duration, openslo, spec
@@ -193,6 +194,22 @@ def buckets_defaults(_: argparse.Namespace) -> int:
     return 0
 
 
+def compose_configs(args: argparse.Namespace) -> int:
+    """compose/generated/: Prometheus' scrape and Alertmanager's routing for compose/."""
+    specs = _load_all([args.spec])
+    if specs is None:
+        return EXIT_INVALID
+    files = {Path(args.out_dir) / n: t for n, t in configs.compose_files(specs[0]).items()}
+    try:
+        output.write_all(files)
+    except OSError as error:
+        print(f"llm-slo compose: {error}; nothing was written", file=sys.stderr)
+        return EXIT_WRITE
+    for path in sorted(files):
+        print(f"wrote {path}")
+    return 0
+
+
 def vllm_args(args: argparse.Namespace) -> int:
     specs = _load_all([args.spec])
     if specs is None:
@@ -267,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     vllm.add_argument("spec", metavar="SPEC")
     vllm.set_defaults(run=vllm_args)
+    composer = commands.add_parser(
+        "compose", help="Prometheus' and Alertmanager's files for the compose stack"
+    )
+    composer.add_argument("spec", metavar="SPEC")
+    composer.add_argument("--out-dir", default="compose/generated", metavar="DIR")
+    composer.set_defaults(run=compose_configs)
     demo.add_parser(commands)
     args = parser.parse_args(argv)
     if getattr(args, "specs", None) == []:

@@ -93,6 +93,9 @@ class Outcome:
             "detection with a full hour of healthy history"
         )
         if self.seconds is None:
+            waited = time.time() - self.fault_at
+            if waited < PAGE_WAIT_SECONDS:
+                return f"{waited:.0f} s since the fault, no page yet; {theory}"
             return f"no page within {PAGE_WAIT_SECONDS} s of the fault; {theory}"
         return f"fault to page delivered: {self.seconds:.0f} s measured; {theory}"
 

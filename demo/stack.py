@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from llm_slo_stack.demo import webhook
-from llm_slo_stack.rules import alertmanager, writer
+from llm_slo_stack.demo import configs, webhook
+from llm_slo_stack.rules import writer
 from llm_slo_stack.slo import buckets, spec
 from llm_slo_stack.slo.model import Spec
 
@@ -36,8 +36,6 @@ INTERVAL = "2s"  # Prometheus' scrape and rule evaluation: a demo wants quick fe
 MODEL = "demo-llama-8b"  # the name the simulator serves
 READY_SECONDS = 60
 STOP_SECONDS = 10
-PROXY_JOB = "llm-trace-proxy"
-GPU_JOB = "llm-gpu-exporter"
 
 
 @dataclass(frozen=True)
@@ -85,49 +83,19 @@ def _program(*names: str) -> str:
     raise StackError(f"{names[0]} not found: {hint}")
 
 
-def scrape_config(loaded: Spec, ports: Ports) -> dict[str, Any]:
-    """Prometheus' configuration: the sidecar scraped under the spec's selector (its `job`
-    and any other label it names), the proxy and the GPU exporter, the generated rules."""
-    selector = dict(loaded.selector)
-    job = selector.pop("job", "vllm")
-    jobs = [(job, ports.sidecar, selector), (PROXY_JOB, ports.proxy, {}), (GPU_JOB, ports.gpu, {})]
-    return {
-        "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
-        "rule_files": ["rules/*.rules.yaml"],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [f"{HOST}:{ports.alertmanager}"]}]}]
-        },
-        "scrape_configs": [
-            {
-                "job_name": name,
-                "static_configs": [{"targets": [f"{HOST}:{port}"], "labels": labels}],
-            }
-            for name, port, labels in jobs
-        ],
-    }
-
-
-def alerting_config(generated: str, ports: Ports) -> dict[str, Any]:
-    """The generated Alertmanager configuration, each receiver posting to the local
-    webhook at /<receiver> (where production has PagerDuty and Slack)."""
-    config: dict[str, Any] = yaml.safe_load(generated)
-    for receiver in config["receivers"]:
-        hook = {"url": url(ports.webhook, f"/{receiver['name']}"), "send_resolved": True}
-        receiver["webhook_configs"] = [hook]
-    return config
-
-
 def write_configs(spec_path: Path, folder: Path, ports: Ports) -> Spec:
     """The rules, Prometheus' and Alertmanager's files under `folder`, from the spec."""
     loaded = spec.load(spec_path)
     rules = folder / "rules"
-    files = {**writer.files(loaded), **writer.shared_files([loaded])}
-    for name, text in files.items():
+    rules.mkdir(parents=True, exist_ok=True)
+    for name, text in {**writer.files(loaded), **writer.shared_files([loaded])}.items():
         if name.endswith(".rules.yaml"):
-            (rules / name).parent.mkdir(parents=True, exist_ok=True)
             (rules / name).write_text(text, encoding="utf-8")
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(loaded, ports)))
-    routing = alerting_config(files[alertmanager.FILE], ports)
+    parts = (ports.sidecar, ports.proxy, ports.gpu, ports.alertmanager)
+    where = configs.Targets(*(f"{HOST}:{port}" for port in parts))
+    scrape = configs.scrape_config(loaded, where, "rules/*.rules.yaml", INTERVAL)
+    routing = configs.alerting_config(loaded, configs.webhooks(url(ports.webhook)))
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(scrape))
     (folder / "alertmanager.yml").write_text(yaml.safe_dump(routing))
     return loaded
 
