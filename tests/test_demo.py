@@ -122,3 +122,37 @@ def test_a_busy_port_is_a_clear_error_and_starts_nothing(
     assert code == 1
     assert f"prometheus {ports.prometheus}" in capsys.readouterr().err
     assert not (tmp_path / "prometheus.yml").exists()
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    """`make demo` in a terminal: SIGINT once everything is up, and every part is gone
+    (all its ports free again, no process left holding its work folder)."""
+    import signal
+    import subprocess
+    import sys
+
+    ports = free_ports()
+    flags = [f"--{n}-port={getattr(ports, n)}" for n in stack.Ports.__dataclass_fields__]
+    demo = subprocess.Popen(
+        [str(Path(sys.executable).with_name("llm-slo")), "demo", "--workdir", str(tmp_path), *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        loopback.wait_until_up(stack.url(ports.alertmanager, "/-/ready"), demo, seconds=90)
+        assert len(ports.busy()) == len(stack.Ports.__dataclass_fields__)  # all seven up
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0, err
+    assert "every process the demo started is gone" in err
+    assert ports.busy() == []
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if str(tmp_path) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                left.append(proc.name)
+        except OSError:
+            continue
+    assert left == [], left
