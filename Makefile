@@ -10,6 +10,7 @@ SPECS ?= slo/default.yaml
 RULES_DIR ?= rules/generated
 DASHBOARDS_DIR ?= dashboards/generated
 COMPOSE_DIR ?= compose/generated
+K8S_DIR ?= deploy/kubernetes
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -21,6 +22,7 @@ help: ## List the targets
 generate: $(VENV)/.installed ## Write rules, alerts, their promtool tests and dashboards from $(SPECS)
 	$(BIN)/llm-slo generate $(SPECS) --rules-dir $(RULES_DIR) --dashboards-dir $(DASHBOARDS_DIR)
 	$(BIN)/llm-slo compose $(firstword $(SPECS)) --out-dir $(COMPOSE_DIR)
+	$(BIN)/llm-slo k8s $(firstword $(SPECS)) --out $(K8S_DIR)
 
 test: check ## Every check, then the test suite (what CI runs)
 	$(BIN)/pytest
@@ -32,8 +34,9 @@ check: lint promtool-check ## ruff, promtool on the generated rules, generated f
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(BIN)/llm-slo generate $(SPECS) --rules-dir $$tmp/rules --dashboards-dir $$tmp/dashboards >/dev/null && \
 	$(BIN)/llm-slo compose $(firstword $(SPECS)) --out-dir $$tmp/compose >/dev/null && \
+	$(BIN)/llm-slo k8s $(firstword $(SPECS)) --out $$tmp/k8s >/dev/null && \
 	diff -ru $(RULES_DIR) $$tmp/rules && diff -ru $(DASHBOARDS_DIR) $$tmp/dashboards && \
-	diff -ru $(COMPOSE_DIR) $$tmp/compose || \
+	diff -ru $(COMPOSE_DIR) $$tmp/compose && diff -ru $(K8S_DIR) $$tmp/k8s || \
 	{ echo "generated files are stale: run make and commit them"; exit 1; }
 	@echo "generated files are up to date"
 
@@ -70,7 +73,7 @@ bench-queries: $(VENV)/.installed ## Backfill 30 days x 20 models, time the dash
 # The package's folders install under the llm_slo_stack namespace as a tree of links in
 # build/ (setuptools' strict editable mode: type checkers can follow it, import hooks they
 # cannot). A module added or removed changes .modules and so reinstalls the links.
-PACKAGES := cli dashboards demo exporters rules simulator slo tracing
+PACKAGES := cli dashboards demo exporters k8s rules simulator slo tracing
 
 $(VENV)/.modules: FORCE
 	@mkdir -p $(VENV) && find $(PACKAGES) -type f -not -path '*/__pycache__/*' | sort > $@.new

@@ -13,6 +13,8 @@ from llm_slo_stack.cli import coverage, demo, generation, output
 from llm_slo_stack.demo import configs
 from llm_slo_stack.exporters import backends, catalog
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
+from llm_slo_stack.k8s import manifests
+from llm_slo_stack.rules import writer
 from llm_slo_stack.slo import buckets, duration, openslo, spec
 from llm_slo_stack.slo.model import Spec
 
@@ -210,6 +212,35 @@ def compose_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def kubernetes(args: argparse.Namespace) -> int:
+    """deploy/kubernetes/: the kustomize base and overlays for a spec's `deploy:` section,
+    its PrometheusRule from the rule generator."""
+    specs = _load_all([args.spec])
+    if specs is None:
+        return EXIT_INVALID
+    loaded = specs[0]
+    if loaded.deploy is None:
+        print(f"{loaded.source}: deploy: expected a section with namespace, engine and model, "
+              "found none (see slo/README.md)", file=sys.stderr)  # fmt: skip
+        return EXIT_INVALID
+    try:
+        counters = Path(args.dcgm_counters).read_text(encoding="utf-8")
+        slo_text = Path(args.spec).read_text(encoding="utf-8")
+    except OSError as error:
+        print(f"llm-slo k8s: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    rule = writer.files(loaded)[f"{loaded.service}.prometheusrule.yaml"]
+    made = manifests.files(loaded, slo_text, counters, rule)
+    files = {Path(args.out) / name: text for name, text in made.items()}
+    try:
+        output.write_all(files)
+    except OSError as error:
+        print(f"llm-slo k8s: {error}; nothing was written", file=sys.stderr)
+        return EXIT_WRITE
+    print(f"wrote {len(files)} files under {args.out}")
+    return 0
+
+
 def vllm_args(args: argparse.Namespace) -> int:
     specs = _load_all([args.spec])
     if specs is None:
@@ -290,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     composer.add_argument("spec", metavar="SPEC")
     composer.add_argument("--out-dir", default="compose/generated", metavar="DIR")
     composer.set_defaults(run=compose_configs)
+    k8s = commands.add_parser("k8s", help="Kubernetes manifests (kustomize) from a spec's deploy:")
+    k8s.add_argument("spec", metavar="SPEC")
+    k8s.add_argument("--out", default="deploy/kubernetes", metavar="DIR")
+    k8s.add_argument("--dcgm-counters", default="compose/dcgm-counters.csv", metavar="FILE",
+                     help="dcgm-exporter's counters file for the GPU DaemonSet")  # fmt: skip
+    k8s.set_defaults(run=kubernetes)
     demo.add_parser(commands)
     args = parser.parse_args(argv)
     if getattr(args, "specs", None) == []:

@@ -119,6 +119,21 @@ class SLO:
         return tuple(w for w in burnrate.windows(self.period) if wanted[w.severity])
 
 
+ENGINES = ("vllm", "sglang", "tgi", "triton")  # what `deploy.engine` may name
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Where and how the service runs on Kubernetes (`llm-slo k8s`)."""
+
+    namespace: str
+    engine: str  # one of ENGINES
+    model: str  # the model the engine serves, as clients name it
+    image: str = ""  # the engine's image; empty: the k8s generator's pinned default
+    gpus: int = 1  # per replica
+    replicas: int = 1
+
+
 @dataclass(frozen=True)
 class Spec:
     service: str
@@ -132,6 +147,7 @@ class Spec:
     dashboard_base_url: str = DEFAULT_DASHBOARD_BASE
     source: str = ""
     include: frozenset[str] = frozenset()  # the optional rule sets asked for (INCLUDES)
+    deploy: Deploy | None = None
 
     def buckets_for(self, phase: str) -> tuple[float, ...]:
         """The bucket bounds the server exposes for a phase: the spec's, else the catalog's."""

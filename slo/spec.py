@@ -373,6 +373,7 @@ class _Checker:
             )
             dashboard_base = ""
         include = self.include(top.get("include", _MISSING))
+        deploy = self.deploy(top.get("deploy", _MISSING))
         slos = self.slos(top.get("slos", _MISSING), period, buckets)
         if catalog.TENANT in group_by:
             self.tenant_groups(slos)
@@ -390,6 +391,7 @@ class _Checker:
             dashboard_base_url=dashboard_base,
             source=self.source,
             include=frozenset(include),
+            deploy=deploy,
         )
 
     def period(self, value: Any) -> int | None:
@@ -427,6 +429,37 @@ class _Checker:
             else:
                 names.append(item)
         return names
+
+    def deploy(self, value: Any) -> model.Deploy | None:
+        """The `deploy:` section: where the service runs, for `llm-slo k8s`."""
+        if value is _MISSING or value is None:
+            return None
+        fields = self.mapping(("deploy",), value, _DEPLOY_FIELDS)
+        if fields is None:
+            return None
+        found = len(self.problems)
+        where = ("deploy", "namespace")
+        expected = "a Kubernetes namespace (lowercase letters, digits, '-')"
+        namespace = self.text(where, fields.get("namespace"), DNS_LABEL, expected)
+        engine = fields.get("engine")
+        if engine not in model.ENGINES:
+            self.problem(("deploy", "engine"), f"one of {', '.join(model.ENGINES)}", engine)
+        served = self.text(("deploy", "model"), fields.get("model"), NON_EMPTY, "a model name")
+        image = fields.get("image", "")
+        if image and not (isinstance(image, str) and PINNED_IMAGE.fullmatch(image)):
+            self.problem(
+                ("deploy", "image"), "an image pinned by tag, such as repo/name:v1.2", image
+            )
+        counts = {}
+        for key, low, default in (("gpus", 0, 1), ("replicas", 1, 1)):
+            number = fields.get(key, default)
+            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= 64:
+                self.problem(("deploy", key), f"a whole number from {low} to 64", number)
+            counts[key] = number
+        if len(self.problems) > found:
+            return None
+        return model.Deploy(str(namespace), str(engine), str(served), str(image),
+                            counts["gpus"], counts["replicas"])  # fmt: skip
 
     def include(self, value: Any) -> list[str]:
         """The optional rule sets: none unless asked for, so that a plain HTTP SLO file
@@ -771,8 +804,12 @@ class _Found(str):
 
 _TOP_FIELDS = (
     "apiVersion", "service", "period", "labels", "selector", "group_by", "buckets",
-    "runbook_base_url", "dashboard_base_url", "include", "slos",
+    "runbook_base_url", "dashboard_base_url", "include", "deploy", "slos",
 )  # fmt: skip
 _SLO_FIELDS = ("name", "objective", "description", "sli", "alerting")
+_DEPLOY_FIELDS = ("namespace", "engine", "model", "image", "gpus", "replicas")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+NON_EMPTY = re.compile(r"\S.*")
+PINNED_IMAGE = re.compile(r"[\w.\-/:]+:(?!latest$)[\w.\-]+")
 _SLI_KINDS = ("availability", "latency", "goodput", "ratio")
 _ALERTING_FIELDS = ("page", "ticket", "runbook_url", "labels", "annotations")

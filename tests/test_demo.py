@@ -90,6 +90,7 @@ def test_an_error_burst_pages_once_through_the_whole_stack(tmp_path: Path) -> No
         hooks = running.webhook.deliveries()
 
     # Ground truth: every answer, counted once in each view.
+    print(f"sent {len(answers)}, counted {counted}")
     assert {a.status for a in answers} == {200, 500}
     failed = sum(1 for a in answers if a.status == 500)
     assert counted == {"server": len(answers), "client": len(answers),

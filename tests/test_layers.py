@@ -15,11 +15,12 @@ ALLOWED: dict[str, set[str]] = {
     "slo": {CATALOG},
     "rules": {CATALOG, "slo"},
     "dashboards": {CATALOG, "slo"},
+    "k8s": {CATALOG, "slo"},
     "tracing": {CATALOG, "exporters", "slo"},
     "simulator": {CATALOG, "slo", "tracing"},
     # The demo runs the other parts as processes: it reads the rules it loads, not their code.
     "demo": {CATALOG, "slo", "rules"},
-    "cli": {CATALOG, "slo", "rules", "dashboards", "exporters", "demo"},
+    "cli": {CATALOG, "slo", "rules", "dashboards", "exporters", "demo", "k8s"},
     "tests.support": PACKAGE,
     "bench": {*PACKAGE, "tests.support"},
     "tests": {*PACKAGE, "tests.support", "bench"},

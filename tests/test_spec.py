@@ -104,6 +104,9 @@ MISTAKES = [
     ("key-not-text", "? [a]\n: b\n", 1, "(file)", "keys that are plain text, found a sequence as a key"),
     ("file-too-big", VALID + "#" * (1 << 20), None, "(file)", "at most 1048576 characters"),
     ("include-unknown", edit("slos:", "include: [phases, gpus]\nslos:"), 6, "include[1]", "one of phases, gpu"),
+    ("deploy-unknown-engine", edit("slos:", "deploy: {namespace: llm, engine: ollama, model: m}\nslos:"), 6, "deploy.engine", "one of vllm, sglang, tgi, triton"),
+    ("deploy-bad-namespace", edit("slos:", "deploy: {namespace: LLM_ns, engine: vllm, model: m}\nslos:"), 6, "deploy.namespace", "a Kubernetes namespace"),
+    ("deploy-image-latest", edit("slos:", "deploy: {namespace: llm, engine: vllm, model: m, image: 'vllm/vllm-openai:latest'}\nslos:"), 6, "deploy.image", "pinned by tag"),
     ("dashboard-base-not-url", edit("slos:", "dashboard_base_url: grafana.local\nslos:"), 6, "dashboard_base_url", "Grafana's URL, such as https://"),
 ]  # fmt: skip
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.support.paths import ROOT
 
 NAMESPACE = "llm_slo_stack"
-PACKAGES = ("cli", "dashboards", "demo", "exporters", "rules", "simulator", "slo", "tracing")
+PACKAGES = ("cli", "dashboards", "demo", "exporters", "k8s", "rules", "simulator", "slo", "tracing")
 CATALOG = "exporters.catalog"
 FOLDERS = (*PACKAGES, "tests", "bench")
 
