@@ -9,12 +9,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from llm_slo_stack.cli import coverage, demo, generation, output
 from llm_slo_stack.demo import configs
 from llm_slo_stack.exporters import backends, catalog
 from llm_slo_stack.exporters.upstream import DEFAULT_TIMEOUT, ScrapeError
 from llm_slo_stack.k8s import manifests
-from llm_slo_stack.rules import writer
+from llm_slo_stack.rules import alertmanager, generator, writer
 from llm_slo_stack.slo import buckets, duration, openslo, spec
 from llm_slo_stack.slo.model import Spec
 
@@ -61,7 +63,9 @@ def check(args: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return EXIT_INVALID
     for loaded in specs:
-        print(f"{loaded.source}: ok ({len(loaded.slos)} SLOs for service {loaded.service})")
+        each = f" per ({', '.join(loaded.group_by)}) group" if loaded.group_by else ""
+        size = f"its recording rules write {generator.recorded_series(loaded)} series{each}"
+        print(f"{loaded.source}: ok ({len(loaded.slos)} SLOs for service {loaded.service}); {size}")
     if args.metrics is None:
         return 0
     try:
@@ -230,7 +234,8 @@ def kubernetes(args: argparse.Namespace) -> int:
         print(f"llm-slo k8s: {error}", file=sys.stderr)
         return EXIT_INVALID
     rule = writer.files(loaded)[f"{loaded.service}.prometheusrule.yaml"]
-    made = manifests.files(loaded, slo_text, counters, rule)
+    routing = yaml.safe_load(writer.shared_files([loaded])[alertmanager.FILE])
+    made = manifests.files(loaded, slo_text, counters, rule, routing)
     files = {Path(args.out) / name: text for name, text in made.items()}
     try:
         output.write_all(files)

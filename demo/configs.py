@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from llm_slo_stack.rules import alertmanager, writer
-from llm_slo_stack.slo import buckets, burnrate
+from llm_slo_stack.slo import buckets, burnrate, conventions
 from llm_slo_stack.slo.model import Spec
 
 PROXY_JOB = "llm-trace-proxy"
@@ -78,13 +78,11 @@ SECRETS = "/etc/alertmanager/secrets"
 
 def production() -> dict[str, dict[str, Any]]:
     """Pages to PagerDuty, tickets (and anything else) to Slack."""
-    labels = "{{ .CommonLabels.alertname }}: {{ .CommonLabels.service }}/{{ .CommonLabels.slo }}"
-    links = "{{ .Annotations.runbook_url }}\n{{ .Annotations.dashboard_url }}"
     slack = {
         "api_url_file": f"{SECRETS}/slack_webhook_url",
         "send_resolved": True,
-        "title": labels,
-        "text": f"{{{{ range .Alerts }}}}{{{{ .Annotations.summary }}}}\n{links}\n{{{{ end }}}}",
+        "title": conventions.NOTIFICATION_TITLE,
+        "text": conventions.NOTIFICATION_TEXT,
     }
     pagerduty = {"routing_key_file": f"{SECRETS}/pagerduty_routing_key", "send_resolved": True}
     return {

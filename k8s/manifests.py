@@ -11,6 +11,7 @@ adds it), so no generator imports another.
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 from typing import Any
 
@@ -391,6 +392,71 @@ def scaler(spec: Spec, deploy: Deploy) -> dict[str, Any]:
     }
 
 
+def _external(name: str) -> str:
+    return f"llm_slo_{name.replace('-', '_')}"
+
+
+def _first_series(query: str) -> str:
+    """The first series selector a query reads: what prometheus-adapter discovers it by."""
+    found = NAME.search(query)
+    if found is None:
+        raise ValueError(f"a query that reads a series, found {query!r}")
+    return found.group(0)
+
+
+def hpa(spec: Spec, deploy: Deploy) -> list[dict[str, Any]]:
+    """For clusters without KEDA: the same triggers as external metrics served by
+    prometheus-adapter (its rules in a ConfigMap) and an HPA with the same behaviour."""
+    triggers = scaling_queries(spec, deploy)
+    rules = [
+        {
+            "seriesQuery": _first_series(query),
+            "resources": {"namespaced": False},
+            "name": {"as": _external(name)},
+            "metricsQuery": query,
+        }
+        for name, query, _, _ in triggers
+    ]
+    metrics = [
+        {
+            "type": "External",
+            "external": {
+                "metric": {"name": _external(name)},
+                "target": {
+                    "type": kind,
+                    ("averageValue" if kind == "AverageValue" else "value"): threshold,
+                },
+            },
+        }
+        for name, _, threshold, kind in triggers
+    ]
+    scaled = scaler(spec, deploy)["spec"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(spec, "prometheus-adapter-llm-slo", deploy),
+            "data": {"config.yaml": yaml.safe_dump({"externalRules": rules}, sort_keys=False)},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(spec, spec.service, deploy),
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": spec.service,
+                },
+                "minReplicas": scaled["minReplicaCount"],
+                "maxReplicas": scaled["maxReplicaCount"],
+                "metrics": metrics,
+                "behavior": scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"],
+            },
+        },
+    ]
+
+
 def canary_query(spec: Spec, slo: SLO) -> str:
     """The SLO's burn rate over the short page window, the window a canary step lasts."""
     short = min(w.short for w in burnrate.windows(spec.period) if w.severity == burnrate.PAGE)
@@ -456,6 +522,84 @@ def rollout(spec: Spec, deploy: Deploy) -> dict[str, Any]:
     }
 
 
+NAME = re.compile(r"[a-zA-Z_:][\w:]*\{[^}]*\}")  # the first series a query reads
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"(.*)"')
+SECRET = "llm-alerting"  # kubectl create secret generic llm-alerting --from-literal=...
+
+
+def _matchers(texts: list[str]) -> list[dict[str, str]]:
+    found = []
+    for text in texts:
+        match = MATCHER.fullmatch(text)
+        if match is None:
+            raise ValueError(f'an Alertmanager matcher such as severity="page", found {text!r}')
+        name, op, value = match.groups()
+        found.append({"name": name, "value": value, "matchType": op})
+    return found
+
+
+def alerting(spec: Spec, deploy: Deploy, routing: dict[str, Any]) -> dict[str, Any]:
+    """The rule generator's Alertmanager routing as the Operator's AlertmanagerConfig:
+    pages to PagerDuty, tickets and the rest to Slack, keys from the Secret llm-alerting."""
+    route = routing["route"]
+
+    def secret(key: str) -> dict[str, str]:
+        return {"name": SECRET, "key": key}
+
+    slack = {
+        "apiURL": secret("slack-webhook-url"),
+        "sendResolved": True,
+        "title": conventions.NOTIFICATION_TITLE,
+        "text": conventions.NOTIFICATION_TEXT,
+    }
+    integrations = {
+        burnrate.PAGE: {
+            "pagerdutyConfigs": [
+                {"routingKey": secret("pagerduty-routing-key"), "sendResolved": True}
+            ]
+        },
+        burnrate.TICKET: {"slackConfigs": [{**slack, "channel": "#llm-tickets"}]},
+    }
+    receivers = [
+        {
+            "name": r["name"],
+            **integrations.get(r["name"], {"slackConfigs": [{**slack, "channel": "#llm-alerts"}]}),
+        }
+        for r in routing["receivers"]
+    ]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1alpha1",
+        "kind": "AlertmanagerConfig",
+        "metadata": _meta(spec, spec.service, deploy),
+        "spec": {
+            "route": {
+                "receiver": route["receiver"],
+                "groupBy": route["group_by"],
+                "groupWait": route["group_wait"],
+                "groupInterval": route["group_interval"],
+                "repeatInterval": route["repeat_interval"],
+                "routes": [
+                    {
+                        "receiver": r["receiver"],
+                        "matchers": _matchers(r["matchers"]),
+                        "repeatInterval": r["repeat_interval"],
+                    }
+                    for r in route["routes"]
+                ],
+            },
+            "receivers": receivers,
+            "inhibitRules": [
+                {
+                    "sourceMatch": _matchers(rule["source_matchers"]),
+                    "targetMatch": _matchers(rule["target_matchers"]),
+                    "equal": rule["equal"],
+                }
+                for rule in routing["inhibit_rules"]
+            ],
+        },
+    }
+
+
 def _dump(source: str, *resources: dict[str, Any]) -> str:
     return GENERATED.format(source=source) + yaml.safe_dump_all(resources, sort_keys=False)
 
@@ -501,8 +645,11 @@ def overlay(spec: Spec, deploy: Deploy, engine: str) -> str:
     return _dump(spec.source, kustomization)
 
 
-def files(spec: Spec, slo_text: str, counters: str, prometheus_rule: str) -> dict[str, str]:
-    """deploy/kubernetes/ for a spec with a `deploy:` section, by path under that folder."""
+def files(
+    spec: Spec, slo_text: str, counters: str, prometheus_rule: str, routing: dict[str, Any]
+) -> dict[str, str]:
+    """deploy/kubernetes/ for a spec with a `deploy:` section, by path under that folder;
+    `prometheus_rule` and `routing` (Alertmanager's) are the rule generator's."""
     deploy = spec.deploy
     if deploy is None:
         raise ValueError(f"{spec.source}: no deploy: section (namespace, engine, model)")
@@ -520,10 +667,13 @@ def files(spec: Spec, slo_text: str, counters: str, prometheus_rule: str) -> dic
         f"{BASE}/serving.yaml": _dump(spec.source, *serving(spec, deploy, slo_text)),
         f"{BASE}/monitoring.yaml": _dump(spec.source, *monitoring),
         f"{BASE}/prometheusrule.yaml": prometheus_rule,
+        f"{BASE}/alertmanagerconfig.yaml": _dump(spec.source, alerting(spec, deploy, routing)),
         f"{BASE}/autoscaling.yaml": _dump(spec.source, scaler(spec, deploy)),
         f"{BASE}/analysis.yaml": _dump(spec.source, *analysis(spec, deploy)),
         # Not in the base: a Rollout takes the Deployment over (workloadRef) once applied.
         "examples/rollout.yaml": _dump(spec.source, rollout(spec, deploy)),
+        # Instead of autoscaling.yaml where KEDA is not installed (both would fight).
+        "examples/hpa.yaml": _dump(spec.source, *hpa(spec, deploy)),
     }
     for engine in ENGINES:
         out[f"overlays/{engine}/kustomization.yaml"] = overlay(spec, deploy, engine)

@@ -223,3 +223,19 @@ def _phase_group(spec: Spec) -> Group:
             for q in catalog.PHASE_QUANTILES
         ]
     return {"name": f"llm-slo:{spec.service}:phases", "rules": rules}
+
+
+def recorded_series(spec: Spec) -> int:
+    """Series the spec's recording rules write per group (per model, for `group_by:
+    [model]`): one per rule, one per bucket bound (and +Inf) for a bucket-rate rule.
+    Multiply by the number of groups to size Prometheus, Thanos Ruler or Mimir's ruler."""
+    per_phase = {
+        phase_bucket_rate(spec, metric): len(spec.buckets_for(phase)) + 1
+        for phase, metric in catalog.PHASES.items()
+    }
+    return sum(
+        per_phase.get(rule["record"], 1)
+        for group in rule_groups(spec)
+        for rule in group["rules"]
+        if "record" in rule
+    )

@@ -259,3 +259,14 @@ def alert_dashboard(spec: Spec, slo: SLO) -> str:
         {k: v for k, v in groups.items() if k == catalog.MODEL},
         slo_panel(slo, PANEL_BURN),
     )
+
+
+# What a chat notification (Slack) of an alert says, in Alertmanager's templates: which
+# SLO, then per alert its summary and the two links on-call opens first.
+NOTIFICATION_TITLE = (
+    "{{ .CommonLabels.alertname }}: {{ .CommonLabels.service }}/{{ .CommonLabels.slo }}"
+)
+NOTIFICATION_TEXT = (
+    "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.runbook_url }}\n"
+    "{{ .Annotations.dashboard_url }}\n{{ end }}"
+)

@@ -23,6 +23,7 @@ import requests
 
 from llm_slo_stack.dashboards import generator as dashboards
 from llm_slo_stack.exporters import catalog
+from llm_slo_stack.rules import generator
 from llm_slo_stack.slo import conventions, spec
 from tests.support.paths import ROOT
 
@@ -241,6 +242,9 @@ def test_panels_show_the_load_and_the_fault_as_they_happened(tmp_path: Path) -> 
         assert values(url, budget, calm) == {MODEL: 1.0}
         assert all(values(url, t["expr"], calm) == {MODEL: 0.0} for t in burn)
         assert values(url, exhaustion, calm) == {}  # shown as "not burning"
+        # Sizing: with one model, the recorded series are what `llm-slo check` announces.
+        recorded = values(url, f'count({{__name__=~".+:.+", service="{DEFAULT.service}"}})', calm)
+        assert recorded == {"": generator.recorded_series(DEFAULT)}
         # GPUs: the fake's exact readings.
         memory = targets(GPU, "Memory used / total")[0]["expr"]
         assert sorted(values(url, memory, calm).values()) == [1 / 80, 0.5]

@@ -189,3 +189,20 @@ def test_the_slo_description_is_annotated_and_a_summary_override_is_the_burns_on
         assert annotations["team_channel"] == "#chat"  # the spec's others apply to both
     assert all(b["annotations"]["summary"] == "chat is failing" for b in burns)
     assert "no SLI data" in absent["annotations"]["summary"]
+
+
+def test_rules_load_into_thanos_ruler_and_mimir_as_they_are() -> None:
+    """No rule reads what only one Prometheus holds (its ALERTS and ALERTS_FOR_STATE):
+    a ruler evaluating the files against Thanos or Mimir sees the same series. Group names
+    are unique per file and non-empty, as both rulers require."""
+    specs = [spec.load(ROOT / "slo" / "default.yaml")] + [
+        spec.load(path) for path in sorted((ROOT / "tests" / "golden").glob("*/spec.yaml"))
+    ]
+    for loaded in specs:
+        groups = generator.rule_groups(loaded)
+        names = [g["name"] for g in groups]
+        assert all(names) and len(names) == len(set(names)), names
+        for rule in rules_of(groups, "record") + rules_of(groups, "alert"):
+            assert not re.search(r"\bALERTS(_FOR_STATE)?\b", rule["expr"]), rule
+    gpu_rules = gpu.rule_groups(gpu.Links("https://r/", model.DEFAULT_DASHBOARD_BASE))
+    assert all("ALERTS" not in r["expr"] for g in gpu_rules for r in g["rules"])

@@ -17,7 +17,7 @@ import yaml
 from llm_slo_stack.cli import command
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.k8s import engines, manifests
-from llm_slo_stack.rules import generator, writer
+from llm_slo_stack.rules import alertmanager, generator, writer
 from llm_slo_stack.slo import spec
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
@@ -32,7 +32,8 @@ OUT = ROOT / "deploy" / "kubernetes"
 def generated() -> dict[str, str]:
     rule = writer.files(DEFAULT)[f"{DEFAULT.service}.prometheusrule.yaml"]
     counters = (ROOT / "compose" / "dcgm-counters.csv").read_text()
-    return manifests.files(DEFAULT, SPEC_PATH.read_text(), counters, rule)
+    routing = yaml.safe_load(writer.shared_files([DEFAULT])[alertmanager.FILE])
+    return manifests.files(DEFAULT, SPEC_PATH.read_text(), counters, rule, routing)
 
 
 def resources() -> list[dict[str, Any]]:
@@ -92,8 +93,8 @@ def test_every_manifest_is_valid_against_its_schema() -> None:
         else:
             kubernetes_validate.validate(resource, KUBERNETES, strict=True)
     assert kinds == {"ConfigMap", "Deployment", "Service", "DaemonSet", "ServiceMonitor",
-                     "PodMonitor", "PrometheusRule", "ScaledObject", "AnalysisTemplate",
-                     "Rollout"}  # fmt: skip
+                     "PodMonitor", "PrometheusRule", "AlertmanagerConfig", "ScaledObject",
+                     "HorizontalPodAutoscaler", "AnalysisTemplate", "Rollout"}  # fmt: skip
 
 
 def test_the_schema_checks_fail_on_a_wrong_field() -> None:
@@ -201,3 +202,35 @@ def test_a_spec_without_deploy_is_a_clear_error(
     assert command.main(["k8s", str(path), "--out", str(tmp_path / "out")]) == 1
     assert "deploy: expected a section with namespace, engine and model" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_hpa_alternative_reads_the_same_queries_through_prometheus_adapter() -> None:
+    by_kind = {r["kind"]: r for r in resources()}
+    adapter = [r for r in resources() if r["kind"] == "ConfigMap"
+               and r["metadata"]["name"] == "prometheus-adapter-llm-slo"]  # fmt: skip
+    rules = yaml.safe_load(adapter[0]["data"]["config.yaml"])["externalRules"]
+    triggers = by_kind["ScaledObject"]["spec"]["triggers"]
+    assert [r["metricsQuery"] for r in rules] == [t["metadata"]["query"] for t in triggers]
+    served = {r["name"]["as"] for r in rules}
+    hpa = by_kind["HorizontalPodAutoscaler"]["spec"]
+    assert {m["external"]["metric"]["name"] for m in hpa["metrics"]} == served
+    assert hpa["behavior"] == by_kind["ScaledObject"]["spec"]["advanced"][
+        "horizontalPodAutoscalerConfig"]["behavior"]  # fmt: skip
+    for rule in rules:  # the series prometheus-adapter discovers the metric by is one it reads
+        assert rule["seriesQuery"] in rule["metricsQuery"]
+
+
+def test_the_alertmanager_config_routes_and_inhibits_as_the_generated_fragment() -> None:
+    (config,) = [r for r in resources() if r["kind"] == "AlertmanagerConfig"]
+    fragment = yaml.safe_load(writer.shared_files([DEFAULT])[alertmanager.FILE])
+    route = config["spec"]["route"]
+    assert route["groupBy"] == fragment["route"]["group_by"]
+    assert [(r["receiver"], r["matchers"]) for r in route["routes"]] == [
+        ("page", [{"name": "severity", "value": "page", "matchType": "="}]),
+        ("ticket", [{"name": "severity", "value": "ticket", "matchType": "="}]),
+    ]
+    (inhibit,) = config["spec"]["inhibitRules"]
+    assert inhibit["equal"] == fragment["inhibit_rules"][0]["equal"]
+    receivers = {r["name"]: r for r in config["spec"]["receivers"]}
+    assert receivers["page"]["pagerdutyConfigs"][0]["routingKey"]["name"] == manifests.SECRET
+    assert receivers["ticket"]["slackConfigs"][0]["apiURL"]["name"] == manifests.SECRET
