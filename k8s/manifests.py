@@ -621,7 +621,7 @@ def overlay(spec: Spec, deploy: Deploy, engine: str) -> str:
     patch = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": spec.service},
+        "metadata": {"name": spec.service, "namespace": deploy.namespace},
         "spec": {
             "template": {
                 "spec": {

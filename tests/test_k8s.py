@@ -180,6 +180,14 @@ def test_each_overlay_patches_the_base_engine_for_its_own() -> None:
         kustomization = yaml.safe_load(files[f"overlays/{name}/kustomization.yaml"])
         assert kustomization["resources"] == ["../../base"]
         (patch,) = [yaml.safe_load(p["patch"]) for p in kustomization["patches"]]
+        # kustomize finds the patch's target by kind, name and namespace.
+        assert (patch["kind"], patch["metadata"]) == (
+            "Deployment",
+            {
+                "name": deployment["metadata"]["name"],
+                "namespace": deployment["metadata"]["namespace"],
+            },
+        )
         containers = {c["name"]: c for c in patch["spec"]["template"]["spec"]["containers"]}
         assert set(containers) <= base
         assert containers["engine"]["image"] == engine.image
