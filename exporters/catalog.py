@@ -340,6 +340,8 @@ SLO_BUDGET_REMAINING = "slo:period_error_budget_remaining:ratio"
 PHASE_BUCKET_RATE = "{level}:{metric}_bucket:rate5m"
 PHASE_QUANTILE = "{level}:{metric}:histogram_quantile_rate5m"  # label `quantile`
 PHASE_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+# An autoscaling trigger's query as prometheus-adapter serves it to the HPA (k8s/).
+EXTERNAL_METRIC = "llm_slo_{trigger}"
 
 # Alert names.
 ALERT_BUDGET_BURN = "LLMErrorBudgetBurn"

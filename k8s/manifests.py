@@ -393,7 +393,8 @@ def scaler(spec: Spec, deploy: Deploy) -> dict[str, Any]:
 
 
 def _external(name: str) -> str:
-    return f"llm_slo_{name.replace('-', '_')}"
+    """The external metric prometheus-adapter serves a trigger as."""
+    return catalog.EXTERNAL_METRIC.format(trigger=name.replace("-", "_"))
 
 
 def _first_series(query: str) -> str:

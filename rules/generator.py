@@ -8,6 +8,7 @@ window's error ratio is bad rate over total rate: a ratio of sums, never a mean 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llm_slo_stack.exporters import catalog
@@ -225,12 +226,13 @@ def _phase_group(spec: Spec) -> Group:
     return {"name": f"llm-slo:{spec.service}:phases", "rules": rules}
 
 
-def recorded_series(spec: Spec) -> int:
+def recorded_series(spec: Spec, bounds: Mapping[str, int] | None = None) -> int:
     """Series the spec's recording rules write per group (per model, for `group_by:
-    [model]`): one per rule, one per bucket bound (and +Inf) for a bucket-rate rule.
-    Multiply by the number of groups to size Prometheus, Thanos Ruler or Mimir's ruler."""
+    [model]`): one per rule, and for a bucket-rate rule one per `le` value the server
+    exposes (`bounds`, per phase; by default the spec's bounds and +Inf). Multiply by the
+    number of groups to size Prometheus, Thanos Ruler or Mimir's ruler."""
     per_phase = {
-        phase_bucket_rate(spec, metric): len(spec.buckets_for(phase)) + 1
+        phase_bucket_rate(spec, metric): (bounds or {}).get(phase, len(spec.buckets_for(phase)) + 1)
         for phase, metric in catalog.PHASES.items()
     }
     return sum(
