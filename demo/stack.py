@@ -169,6 +169,7 @@ def running(spec_path: Path, folder: Path, ports: Ports) -> Iterator[Stack]:
             f"port(s) in use: {', '.join(busy)}; pass another (llm-slo demo --<part>-port N)"
         )
     folder.mkdir(parents=True, exist_ok=True)
+    spec_path = spec_path.resolve()  # the parts run in `folder`: a relative path would miss
     loaded = write_configs(spec_path, folder, ports)
     families = json.dumps(buckets.vllm_families(loaded))
     parts = [

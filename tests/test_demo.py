@@ -19,6 +19,7 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules.alertmanager import GROUP_WAIT_SECONDS
 from llm_slo_stack.slo import burnrate, conventions, spec
 from tests.support import loopback
+from tests.support.paths import ROOT
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.alertmanager]
 
@@ -134,9 +135,11 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
 
     ports = free_ports()
     flags = [f"--{n}-port={getattr(ports, n)}" for n in stack.Ports.__dataclass_fields__]
+    # As `make demo` runs it: the spec by a path relative to the repository.
     demo = subprocess.Popen(
-        [str(Path(sys.executable).with_name("llm-slo")), "demo", "--workdir", str(tmp_path), *flags],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [str(Path(sys.executable).with_name("llm-slo")), "demo", "slo/default.yaml",
+         "--workdir", str(tmp_path), *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
         loopback.wait_until_up(stack.url(ports.alertmanager, "/-/ready"), demo, seconds=90)
