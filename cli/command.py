@@ -135,11 +135,16 @@ def import_openslo(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         sys.stdout.write(next(iter(services.values())))
         return 0
-    files = {Path(args.out_dir) / f"{service}.yaml": body for service, body in services.items()}
+    return _write({Path(args.out_dir) / f"{svc}.yaml": body for svc, body in services.items()})
+
+
+def _write(files: dict[Path, str]) -> int:
+    """All the files or none, each path said as it lands; a failure names the path."""
     try:
         output.write_all(files)
     except OSError as error:
-        print(f"llm-slo: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        print(f"llm-slo: cannot write {error.filename}: {error.strerror}; nothing was written",
+              file=sys.stderr)  # fmt: skip
         return EXIT_WRITE
     for path in sorted(files):
         print(f"wrote {path}")
@@ -205,15 +210,7 @@ def compose_configs(args: argparse.Namespace) -> int:
     specs = _load_all([args.spec])
     if specs is None:
         return EXIT_INVALID
-    files = {Path(args.out_dir) / n: t for n, t in configs.compose_files(specs[0]).items()}
-    try:
-        output.write_all(files)
-    except OSError as error:
-        print(f"llm-slo compose: {error}; nothing was written", file=sys.stderr)
-        return EXIT_WRITE
-    for path in sorted(files):
-        print(f"wrote {path}")
-    return 0
+    return _write({Path(args.out_dir) / n: t for n, t in configs.compose_files(specs[0]).items()})
 
 
 def kubernetes(args: argparse.Namespace) -> int:
@@ -236,14 +233,7 @@ def kubernetes(args: argparse.Namespace) -> int:
     rule = writer.files(loaded)[f"{loaded.service}.prometheusrule.yaml"]
     routing = yaml.safe_load(writer.shared_files([loaded])[alertmanager.FILE])
     made = manifests.files(loaded, slo_text, counters, rule, routing)
-    files = {Path(args.out) / name: text for name, text in made.items()}
-    try:
-        output.write_all(files)
-    except OSError as error:
-        print(f"llm-slo k8s: {error}; nothing was written", file=sys.stderr)
-        return EXIT_WRITE
-    print(f"wrote {len(files)} files under {args.out}")
-    return 0
+    return _write({Path(args.out) / name: text for name, text in made.items()})
 
 
 def vllm_args(args: argparse.Namespace) -> int:

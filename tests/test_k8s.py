@@ -242,3 +242,16 @@ def test_the_alertmanager_config_routes_and_inhibits_as_the_generated_fragment()
     receivers = {r["name"]: r for r in config["spec"]["receivers"]}
     assert receivers["page"]["pagerdutyConfigs"][0]["routingKey"]["name"] == manifests.SECRET
     assert receivers["ticket"]["slackConfigs"][0]["apiURL"]["name"] == manifests.SECRET
+
+
+def test_an_unwritable_out_dir_is_a_clear_error_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    (out / "base").mkdir(parents=True)
+    (out / "base" / "serving.yaml").mkdir()  # a folder where a file must go
+    code = command.main(["k8s", str(SPEC_PATH), "--out", str(out),
+                         "--dcgm-counters", str(ROOT / "compose" / "dcgm-counters.csv")])  # fmt: skip
+    assert code == command.EXIT_WRITE
+    assert "cannot write" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == ["base", "serving.yaml"]
