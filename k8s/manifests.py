@@ -30,7 +30,6 @@ GPU_PORT = 9411
 DCGM_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-ubuntu22.04"
 PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"  # the Operator's service
 OTLP = "http://otel-collector.monitoring.svc:4317"
-PROXY_JOB = "llm-trace-proxy"
 USER = 10001
 SCALE_UP_SECONDS = 60  # react within a minute
 SCALE_DOWN_SECONDS = 900  # a model takes minutes to load: never flap
@@ -57,10 +56,6 @@ def _labels(spec: Spec) -> dict[str, str]:
 
 def _meta(spec: Spec, name: str, deploy: Deploy) -> dict[str, Any]:
     return {"name": name, "namespace": deploy.namespace, "labels": _labels(spec)}
-
-
-def _job(spec: Spec) -> str:
-    return spec.selector.get("job", "vllm")
 
 
 def _probe(path: str, port: int | str, delay: int = 0) -> dict[str, Any]:
@@ -192,14 +187,14 @@ def serving(spec: Spec, deploy: Deploy, slo_text: str) -> list[dict[str, Any]]:
 
 def _named_job(job: str, extra: dict[str, str]) -> list[dict[str, Any]]:
     """Relabelings that give the series the job (and labels) the spec's selector reads."""
-    rules = [{"targetLabel": "job", "replacement": job, "action": "replace"}]
+    rules = [{"targetLabel": conventions.JOB, "replacement": job, "action": "replace"}]
     return rules + [
         {"targetLabel": k, "replacement": v, "action": "replace"} for k, v in extra.items()
     ]
 
 
 def monitors(spec: Spec, deploy: Deploy) -> list[dict[str, Any]]:
-    extra = {k: v for k, v in spec.selector.items() if k != "job"}
+    job, extra = conventions.sidecar_labels(spec)
     return [
         {
             "apiVersion": "monitoring.coreos.com/v1",
@@ -211,13 +206,13 @@ def monitors(spec: Spec, deploy: Deploy) -> list[dict[str, Any]]:
                     {
                         "port": "metrics",
                         "interval": "15s",
-                        "relabelings": _named_job(_job(spec), extra),
+                        "relabelings": _named_job(job, extra),
                     },
                     {
                         "port": "proxy",
                         "path": "/metrics",
                         "interval": "15s",
-                        "relabelings": _named_job(PROXY_JOB, {}),
+                        "relabelings": _named_job(conventions.PROXY_JOB, {}),
                     },
                 ],
             },

@@ -24,6 +24,12 @@ BASE_WINDOW = 5 * burnrate.MINUTE
 # window's recorded rate (cheap over days).
 RAW_LIMIT = 6 * burnrate.HOUR
 POD_JOIN = f"{catalog.NAMESPACE}, {catalog.POD}"  # GPU series meet serving series on these
+# The scrape jobs of the stack's own parts where Prometheus is configured for them (the
+# demo, compose/, k8s/): the sidecar's is the spec's selector's, so the rules match it.
+JOB = "job"
+DEFAULT_SIDECAR_JOB = "vllm"  # where the spec's selector names no job
+PROXY_JOB = "llm-trace-proxy"
+GPU_JOB = "llm-gpu-exporter"
 DISTRIBUTION = "llm-slo-stack"
 RUNBOOK_BURN = "error-budget-burn.md"
 RUNBOOK_ABSENT = "sli-data-absent.md"
@@ -94,6 +100,13 @@ def firing_alerts(spec: Spec, slo: SLO, service: str | None = None, *extra: Matc
     """The SLO's alerts that fire now, from Prometheus' ALERTS series."""
     firing = Matcher(catalog.ALERTSTATE, "=", catalog.FIRING)
     return own_series(catalog.ALERTS, spec, slo, service, firing, *extra)
+
+
+def sidecar_labels(spec: Spec) -> tuple[str, dict[str, str]]:
+    """The job to scrape the sidecar as, and the other target labels the spec's selector
+    needs, so that every rule's selector finds its series."""
+    labels = dict(spec.selector)
+    return labels.pop(JOB, DEFAULT_SIDECAR_JOB), labels
 
 
 def selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:
