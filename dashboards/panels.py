@@ -177,14 +177,12 @@ class Board:
         self.uid = uid
         self.x = self.y = self.tallest = 0
         self.panels: list[cog.Builder[Any]] = []
-        self.ids: dict[str, int] = {}
 
     def _wrap(self) -> None:
         self.x, self.y, self.tallest = 0, self.y + self.tallest, 0
 
     def _id(self, key: str) -> int:
-        self.ids[key] = conventions.panel_id(self.uid, key)
-        return self.ids[key]
+        return conventions.panel_id(self.uid, key)
 
     def add(self, panel: Any, key: str, width: int = 12, height: int = HEIGHT) -> None:
         if self.x + width > WIDTH:
