@@ -16,7 +16,7 @@ from llm_slo_stack.demo import stack
 from llm_slo_stack.demo.traffic import Traffic
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate, conventions
-from llm_slo_stack.slo.model import Spec
+from llm_slo_stack.slo.model import SLO, Spec
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 QUANTILES = (0.5, 0.99)
@@ -28,7 +28,8 @@ class SloRow:
     objective: float
     sli: float | None
     budget_left: float | None
-    burn: dict[str, str]  # tier ("page 1h/5m >14.4x") -> its burn rates, "long/short"
+    # tier ("page 1h/5m >14.4x") -> its long and short window's burn rates
+    burn: dict[str, tuple[float | None, float | None]]
     firing: list[str] = field(default_factory=list)  # severities firing
 
 
@@ -50,13 +51,12 @@ def slo_rows(running: stack.Stack) -> list[SloRow]:
     for slo in loaded.slos:
         error = _value(running, f"max({conventions.error_ratio(loaded, slo, loaded.period)})")
         remaining = conventions.own_series(catalog.SLO_BUDGET_REMAINING, loaded, slo)
-        burn = {}
-        for tier in slo.alert_windows:
-            rates = []
-            for seconds in (tier.long, tier.short):
-                ratio = _value(running, f"max({conventions.error_ratio(loaded, slo, seconds)})")
-                rates.append(None if ratio is None else ratio / float(slo.error_budget))
-            burn[tier_name(loaded, tier)] = "/".join(_burn(r) for r in rates)
+
+        def rate(seconds: int, slo: SLO = slo) -> float | None:
+            ratio = _value(running, f"max({conventions.error_ratio(loaded, slo, seconds)})")
+            return None if ratio is None else ratio / float(slo.error_budget)
+
+        burn = {tier_name(loaded, t): (rate(t.long), rate(t.short)) for t in slo.alert_windows}
         alerts = running.query(conventions.firing_alerts(loaded, slo))
         rows.append(
             SloRow(
@@ -128,7 +128,7 @@ def render(running: stack.Stack, traffic: Traffic, started: float, note: str = "
             _fmt(row.objective, "%"),
             _fmt(row.sli, "%"),
             _fmt(row.budget_left, "%"),
-            *[row.burn.get(t, "-") for t in tiers],
+            *["/".join(_burn(r) for r in row.burn[t]) if t in row.burn else "-" for t in tiers],
             Text(", ".join(row.firing) or "ok", style=style),
         )
     phases = Table(title="Latency by phase (server: the engine's view; client: the proxy's)")

@@ -13,7 +13,7 @@ import pytest
 
 from llm_slo_stack.cli import command
 from llm_slo_stack.dashboards import generator as dashboards
-from llm_slo_stack.demo import incident, stack
+from llm_slo_stack.demo import incident, stack, view
 from llm_slo_stack.demo.traffic import Traffic
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.rules.alertmanager import GROUP_WAIT_SECONDS
@@ -78,6 +78,10 @@ def test_an_error_burst_pages_once_through_the_whole_stack(tmp_path: Path) -> No
             burn = conventions.error_ratio(running.spec, incident.availability_slo(running.spec),
                                            conventions.BASE_WINDOW)  # fmt: skip
             blamed = running.query(burn)
+            # The live view's numbers, read as they are drawn.
+            rows = {row.name: row for row in view.slo_rows(running)}
+            phases = dict(view.phase_rows(running))
+            shown_at = time.time()
         finally:
             traffic.stop()
         time.sleep(3 * 2 + 1)  # two scrapes after the last answer
@@ -107,6 +111,23 @@ def test_an_error_burst_pages_once_through_the_whole_stack(tmp_path: Path) -> No
     # The overview shows the model to blame, burning far above the page's factor.
     assert [r["metric"][catalog.MODEL] for r in blamed] == [stack.MODEL]
     assert float(blamed[0]["value"][1]) / 0.001 > 14.4
+    # The live view: the page and ticket firing on availability, its 5m burn rate (all the
+    # history there is) the error share since the start over the 0.1 % budget, the SLI
+    # below 1, every other SLO calm; every phase with a server p50, the client's too where
+    # it measures one.
+    since_start = [a for a in answers if a.done <= shown_at]
+    share = sum(1 for a in since_start if a.status == 500) / len(since_start)
+    availability = rows["availability"]
+    assert availability.firing == [burnrate.PAGE, burnrate.TICKET]
+    (page_tier,) = [t for t in availability.burn if t.startswith("page 1h/5m")]
+    five_minutes = availability.burn[page_tier][1]
+    assert five_minutes is not None and abs(five_minutes - share / 0.001) <= 0.2 * share / 0.001
+    assert availability.sli is not None and 1 - 2 * share < availability.sli < 1
+    for name in ("ttft", "itl", "e2e"):
+        assert rows[name].firing == [] and rows[name].sli == 1.0, rows[name]
+    for phase, cells in phases.items():
+        has_client = phase in catalog.CLIENT_PHASES
+        assert cells[0] is not None and (cells[2] is not None) == has_client, (phase, cells)
     # The ticket was inhibited by the page, and never delivered.
     assert tickets and all(t["status"]["inhibitedBy"] for t in tickets), tickets
     assert not [d for d in hooks if d.receiver == burnrate.TICKET]
