@@ -139,15 +139,18 @@ def import_openslo(args: argparse.Namespace) -> int:
 
 
 def _write(files: dict[Path, str]) -> int:
-    """All the files or none, each path said as it lands; a failure names the path."""
+    """The files that changed, all or none, each said as it lands; a failure names the
+    path."""
     try:
-        output.write_all(files)
+        written = output.write_changed(files)
     except OSError as error:
         print(f"llm-slo: cannot write {error.filename}: {error.strerror}; nothing was written",
               file=sys.stderr)  # fmt: skip
         return EXIT_WRITE
-    for path in sorted(files):
+    for path in sorted(written):
         print(f"wrote {path}")
+    if len(written) < len(files):
+        print(f"{len(files) - len(written)} file(s) unchanged")
     return 0
 
 

@@ -109,18 +109,9 @@ def verify(result: Plan, specs: Sequence[Spec]) -> None:
 
 
 def apply(result: Plan) -> set[Path]:
-    """Write every planned file that changed (all or nothing), then remove the stale
-    ones; the paths written. A file whose content is already right is left untouched, so
-    its time stamp (and whatever watches it: a config reloader, make) stays put."""
-    changed = {path: text for path, text in result.files.items() if not _holds(path, text)}
-    output.write_all(changed)
+    """Write every planned file that changed (`output.write_changed`), then remove the
+    stale ones; the paths written."""
+    written = output.write_changed(result.files)
     for path in sorted(result.stale):
         path.unlink()
-    return set(changed)
-
-
-def _holds(path: Path, text: str) -> bool:
-    try:
-        return path.is_file() and path.read_text(encoding="utf-8") == text
-    except (OSError, UnicodeDecodeError):
-        return False
+    return written

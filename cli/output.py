@@ -31,3 +31,20 @@ def write_all(files: dict[Path, str]) -> None:
     for temp, path in staged:
         os.chmod(temp, 0o644)
         os.replace(temp, path)
+
+
+def write_changed(files: dict[Path, str]) -> set[Path]:
+    """Write the files whose content differs (all or nothing), the paths written. A file
+    already right is left untouched, so its time stamp (and whatever watches it: a config
+    reloader, make) stays put."""
+    changed = {path: text for path, text in files.items() if not holds(path, text)}
+    write_all(changed)
+    return set(changed)
+
+
+def holds(path: Path, text: str) -> bool:
+    """Whether `path` is a file with exactly `text` in it."""
+    try:
+        return path.is_file() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False

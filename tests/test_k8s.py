@@ -255,3 +255,16 @@ def test_an_unwritable_out_dir_is_a_clear_error_and_writes_nothing(
     assert code == command.EXIT_WRITE
     assert "cannot write" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*")) == ["base", "serving.yaml"]
+
+
+def test_a_second_run_leaves_every_file_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["k8s", str(SPEC_PATH), "--out", str(tmp_path),
+            "--dcgm-counters", str(ROOT / "compose" / "dcgm-counters.csv")]  # fmt: skip
+    assert command.main(argv) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.yaml")}
+    capsys.readouterr()
+    assert command.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.yaml")} == stamps
+    assert capsys.readouterr().out == f"{len(stamps)} file(s) unchanged\n"
