@@ -20,6 +20,7 @@ OUTCOME = "outcome"
 STATE = "state"
 ADAPTER = "adapter"
 TENANT = "tenant"
+POOL = "pool"  # prefill or decode, where they run apart (set at scrape time)
 LE = "le"
 QUANTILE = "quantile"
 SLO = "slo"

@@ -57,17 +57,33 @@ def _triton(spec: Spec, deploy: Deploy) -> list[str]:
     ]
 
 
+def _vllm_pool(pool: str) -> list[str]:
+    # vLLM's NIXL connector: each instance both sends and receives KV blocks; the P/D
+    # router's request says which part an instance does (vLLM's NixlConnector guide).
+    config = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+    return ["--kv-transfer-config", json.dumps(config, separators=(",", ":"))]
+
+
+def _sglang_pool(pool: str) -> list[str]:
+    return ["--disaggregation-mode", pool]  # SGLang's PD disaggregation guide
+
+
+def _whole(pool: str) -> list[str]:
+    raise ValueError(f"an engine that runs prefill and decode apart, not one for {pool}")
+
+
 @dataclass(frozen=True)
 class Engine:
     image: str  # pinned by tag
     health: str  # HTTP path that answers 200 once the model is loaded
     metrics_port: int  # where the engine's /metrics is
     args: Callable[[Spec, Deploy], list[str]]
+    pool_args: Callable[[str], list[str]] = _whole  # more arguments for a prefill or decode pool
 
 
 ENGINES: dict[str, Engine] = {
-    "vllm": Engine("vllm/vllm-openai:v0.30.1", "/health", PORT, _vllm),
-    "sglang": Engine("lmsysorg/sglang:v0.5.2-cu126", "/health", PORT, _sglang),
+    "vllm": Engine("vllm/vllm-openai:v0.30.1", "/health", PORT, _vllm, _vllm_pool),
+    "sglang": Engine("lmsysorg/sglang:v0.5.2-cu126", "/health", PORT, _sglang, _sglang_pool),
     "tgi": Engine("ghcr.io/huggingface/text-generation-inference:3.3.4", "/health", PORT, _tgi),
     "triton": Engine(
         "nvcr.io/nvidia/tritonserver:25.08-vllm-python-py3", "/v2/health/ready", 8002, _triton

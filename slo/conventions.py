@@ -16,7 +16,15 @@ from importlib import metadata
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import burnrate, duration
-from llm_slo_stack.slo.model import SLO, AvailabilitySLI, GoodputSLI, LatencySLI, RatioSLI, Spec
+from llm_slo_stack.slo.model import (
+    DECODE,
+    SLO,
+    AvailabilitySLI,
+    GoodputSLI,
+    LatencySLI,
+    RatioSLI,
+    Spec,
+)
 from llm_slo_stack.slo.selector import Matcher, Selector
 
 BASE_WINDOW = 5 * burnrate.MINUTE
@@ -107,6 +115,20 @@ def sidecar_labels(spec: Spec) -> tuple[str, dict[str, str]]:
     needs, so that every rule's selector finds its series."""
     labels = dict(spec.selector)
     return labels.pop(JOB, DEFAULT_SIDECAR_JOB), labels
+
+
+def pool_job(spec: Spec, pool: str) -> str:
+    """The job a pool's sidecar is scraped as: the spec's for the decode pool, whose
+    series the rules read (each request once, as it is answered); a job of its own for
+    the prefill pool, so that no rule adds its count of the same requests."""
+    job, _ = sidecar_labels(spec)
+    return job if pool == DECODE else f"{job}-{pool}"
+
+
+def pool_selected(spec: Spec, pool: str, metric: str) -> str:
+    """`metric` of one pool's engines, within the spec's selector."""
+    labels = {**spec.selector, JOB: pool_job(spec, pool), catalog.POOL: pool}
+    return Selector(metric, tuple(Matcher(k, "=", v) for k, v in labels.items())).render()
 
 
 def selected(spec: Spec, metric: str | Selector, *extra: Matcher) -> str:

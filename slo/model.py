@@ -120,6 +120,23 @@ class SLO:
 
 
 ENGINES = ("vllm", "sglang", "tgi", "triton")  # what `deploy.engine` may name
+PREFILL = "prefill"
+DECODE = "decode"
+POOLS = (PREFILL, DECODE)
+POOL_ENGINES = ("vllm", "sglang")  # the engines that run prefill and decode apart
+# With prefill and decode apart every request passes both pools and no server sees it
+# whole: the decode pool's series (those the rules read) are true only for these phases.
+# Availability and the other phases are the client's view, through the tracing proxy.
+POOL_SERVER_PHASES = ("itl", "tpot", "decode")
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The prefill or the decode pool of a disaggregated deployment."""
+
+    name: str  # PREFILL or DECODE
+    replicas: int
+    gpus: int  # per replica
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,9 @@ class Deploy:
     image: str = ""  # the engine's image; empty: the k8s generator's pinned default
     gpus: int = 1  # per replica
     replicas: int = 1
+    # Prefill and decode as separate pools (POOLS order), or none: one pool does both.
+    pools: tuple[Pool, ...] = ()
+    router: str = ""  # with pools: the P/D router's URL, where the tracing proxy sends
 
 
 @dataclass(frozen=True)

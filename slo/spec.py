@@ -22,7 +22,7 @@ import yaml
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.slo import buckets as slo_buckets
-from llm_slo_stack.slo import burnrate, duration, model, selector
+from llm_slo_stack.slo import burnrate, conventions, duration, model, selector
 from llm_slo_stack.slo.model import (
     SLI,
     SLO,
@@ -375,6 +375,8 @@ class _Checker:
         include = self.include(top.get("include", _MISSING))
         deploy = self.deploy(top.get("deploy", _MISSING))
         slos = self.slos(top.get("slos", _MISSING), period, buckets)
+        if deploy is not None and deploy.pools:
+            self.pooled(slos, selector_labels)
         if catalog.TENANT in group_by:
             self.tenant_groups(slos)
         if self.problems:
@@ -450,16 +452,76 @@ class _Checker:
             self.problem(
                 ("deploy", "image"), "an image pinned by tag, such as repo/name:v1.2", image
             )
-        counts = {}
-        for key, low, default in (("gpus", 0, 1), ("replicas", 1, 1)):
-            number = fields.get(key, default)
-            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= 64:
-                self.problem(("deploy", key), f"a whole number from {low} to 64", number)
-            counts[key] = number
+        gpus = self.count(("deploy", "gpus"), fields.get("gpus", 1), 0)
+        replicas = self.count(("deploy", "replicas"), fields.get("replicas", 1), 1)
+        pools, router = self.pools(fields.get("pools", _MISSING), engine, gpus)
         if len(self.problems) > found:
             return None
         return model.Deploy(str(namespace), str(engine), str(served), str(image),
-                            counts["gpus"], counts["replicas"])  # fmt: skip
+                            gpus, replicas, pools, router)  # fmt: skip
+
+    def count(self, path: Path_, number: Any, low: int) -> int:
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= 64:
+            self.problem(path, f"a whole number from {low} to 64", number)
+            return low
+        return number
+
+    def pools(self, value: Any, engine: Any, gpus: int) -> tuple[tuple[model.Pool, ...], str]:
+        """`deploy.pools`: prefill and decode apart, each with its replicas (and GPUs, the
+        deploy's by default), behind the P/D router at `router`."""
+        if value is _MISSING or value is None:
+            return (), ""
+        fields = self.mapping(("deploy", "pools"), value, ("router", *model.POOLS))
+        if fields is None:
+            return (), ""
+        if engine in model.ENGINES and engine not in model.POOL_ENGINES:
+            expected = (
+                f"an engine that runs prefill and decode apart ({', '.join(model.POOL_ENGINES)})"
+            )
+            self.problem(("deploy", "engine"), expected, engine)
+        router = fields.get("router")
+        if not isinstance(router, str) or not router.startswith(URL_SCHEMES):
+            expected = "the P/D router's URL, such as http://pd-router:8000"
+            self.problem(("deploy", "pools", "router"), expected, router)
+        found = []
+        for name in model.POOLS:
+            path: Path_ = ("deploy", "pools", name)
+            pool = self.mapping(path, fields.get(name), ("replicas", "gpus"))
+            if pool is not None:
+                replicas = self.count((*path, "replicas"), pool.get("replicas", 1), 1)
+                found.append(
+                    model.Pool(
+                        name, replicas, self.count((*path, "gpus"), pool.get("gpus", gpus), 0)
+                    )
+                )
+        return tuple(found), str(router)
+
+    def pooled(self, slos: list[SLO], selector_labels: dict[str, str]) -> None:
+        """With prefill and decode apart, every SLI must read a view that sees each
+        request whole, once (see model.POOL_SERVER_PHASES), and the rules one pool."""
+        if conventions.JOB not in selector_labels:
+            self.problem(
+                ("selector",),
+                "a job with deploy.pools (the rules read the decode pool's job; the "
+                "prefill pool's series are scraped under a job of their own)",
+                _Found("no job"),
+            )
+        for index, slo in enumerate(slos):
+            sli = slo.sli
+            if isinstance(sli, LatencySLI) and sli.histogram is None:
+                phase = sli.phase
+            elif isinstance(sli, AvailabilitySLI):
+                phase = "availability"
+            else:
+                continue
+            if sli.source == model.SERVER and phase not in model.POOL_SERVER_PHASES:
+                self.problem(
+                    ("slos", index, "sli"),
+                    "source: client with deploy.pools (the prefill and the decode pool "
+                    f"each see part of every request; a server's view is whole only for "
+                    f"{', '.join(model.POOL_SERVER_PHASES)})",
+                    _Found(f"{phase} from the server"),
+                )
 
     def include(self, value: Any) -> list[str]:
         """The optional rule sets: none unless asked for, so that a plain HTTP SLO file
@@ -807,7 +869,7 @@ _TOP_FIELDS = (
     "runbook_base_url", "dashboard_base_url", "include", "deploy", "slos",
 )  # fmt: skip
 _SLO_FIELDS = ("name", "objective", "description", "sli", "alerting")
-_DEPLOY_FIELDS = ("namespace", "engine", "model", "image", "gpus", "replicas")
+_DEPLOY_FIELDS = ("namespace", "engine", "model", "image", "gpus", "replicas", "pools")
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 NON_EMPTY = re.compile(r"\S.*")
 PINNED_IMAGE = re.compile(r"[\w.\-/:]+:(?!latest$)[\w.\-]+")

@@ -18,27 +18,30 @@ from llm_slo_stack.cli import command
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.k8s import engines, manifests
 from llm_slo_stack.rules import alertmanager, generator, writer
-from llm_slo_stack.slo import spec
+from llm_slo_stack.slo import conventions, spec
+from llm_slo_stack.slo.model import Spec
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
 from tests.support.specs import VALID
 
 SPEC_PATH = ROOT / "slo" / "default.yaml"
 DEFAULT = spec.load(SPEC_PATH, "slo/default.yaml")
+POOLED = spec.load(ROOT / "slo" / "disaggregated.yaml", "slo/disaggregated.yaml")
+SPECS = pytest.mark.parametrize("spec_", [DEFAULT, POOLED], ids=["one-pool", "pools"])
 KUBERNETES = "1.33.0"  # the Kubernetes version kubernetes-validate checks against
 OUT = ROOT / "deploy" / "kubernetes"
 
 
-def generated() -> dict[str, str]:
-    rule = writer.files(DEFAULT)[f"{DEFAULT.service}.prometheusrule.yaml"]
+def generated(spec_: Spec = DEFAULT) -> dict[str, str]:
+    rule = writer.files(spec_)[f"{spec_.service}.prometheusrule.yaml"]
     counters = (ROOT / "compose" / "dcgm-counters.csv").read_text()
-    routing = yaml.safe_load(writer.shared_files([DEFAULT])[alertmanager.FILE])
-    return manifests.files(DEFAULT, SPEC_PATH.read_text(), counters, rule, routing)
+    routing = yaml.safe_load(writer.shared_files([spec_])[alertmanager.FILE])
+    return manifests.files(spec_, (ROOT / spec_.source).read_text(), counters, rule, routing)
 
 
-def resources() -> list[dict[str, Any]]:
+def resources(spec_: Spec = DEFAULT) -> list[dict[str, Any]]:
     found = []
-    for name, text in generated().items():
+    for name, text in generated(spec_).items():
         if "kustomization" not in name:
             found += [doc for doc in yaml.safe_load_all(text) if doc]
     return found
@@ -81,20 +84,22 @@ def crd_errors(
             for e in validator.iter_errors(body)]  # fmt: skip
 
 
-def test_every_manifest_is_valid_against_its_schema() -> None:
+@SPECS
+def test_every_manifest_is_valid_against_its_schema(spec_: Spec) -> None:
     import kubernetes_validate
 
     schemas = crd_schemas()
     kinds = set()
-    for resource in resources():
+    for resource in resources(spec_):
         kinds.add(resource["kind"])
         if (resource["apiVersion"], resource["kind"]) in schemas:
             assert crd_errors(resource, schemas) == []
         else:
             kubernetes_validate.validate(resource, KUBERNETES, strict=True)
-    assert kinds == {"ConfigMap", "Deployment", "Service", "DaemonSet", "ServiceMonitor",
-                     "PodMonitor", "PrometheusRule", "AlertmanagerConfig", "ScaledObject",
-                     "HorizontalPodAutoscaler", "AnalysisTemplate", "Rollout"}  # fmt: skip
+    gpu = {"DaemonSet", "PodMonitor"} if spec_.include else set()  # include: [gpu]
+    assert kinds == gpu | {"ConfigMap", "Deployment", "Service", "ServiceMonitor",
+                           "PrometheusRule", "AlertmanagerConfig", "ScaledObject",
+                           "HorizontalPodAutoscaler", "AnalysisTemplate", "Rollout"}  # fmt: skip
 
 
 def test_the_schema_checks_fail_on_a_wrong_field() -> None:
@@ -111,9 +116,9 @@ def test_the_schema_checks_fail_on_a_wrong_field() -> None:
     assert any("minReplicas" in e for e in crd_errors(scaled, crd_schemas()))
 
 
-def queries() -> list[str]:
+def queries(spec_: Spec = DEFAULT) -> list[str]:
     found = []
-    for resource in resources():
+    for resource in resources(spec_):
         if resource["kind"] == "ScaledObject":
             found += [t["metadata"]["query"] for t in resource["spec"]["triggers"]]
         elif resource["kind"] == "AnalysisTemplate":
@@ -121,19 +126,29 @@ def queries() -> list[str]:
     return found
 
 
+@pytest.mark.parametrize(
+    ("spec_", "count"),
+    [
+        (DEFAULT, 2 + 3 + 1 + len(DEFAULT.slos)),  # waiting, KV, 3 latency burns, queue p99
+        # prefill: waiting, the TTFT burn, queue p99; decode: waiting, KV, ITL and e2e burns
+        (POOLED, 3 + 4 + len(POOLED.slos)),
+    ],
+    ids=["one-pool", "pools"],
+)
 def test_every_query_parses_and_reads_catalog_metrics_or_generated_rules(
-    tmp_path: Path, promtool: str
+    tmp_path: Path, promtool: str, spec_: Spec, count: int
 ) -> None:
-    every = queries()
-    assert len(every) == 2 + 3 + 1 + len(DEFAULT.slos)  # waiting, KV, 3 latency burns, queue
+    every = queries(spec_)
+    assert len(every) == count
     rules = [{"record": f"k8s_check:{i}", "expr": q} for i, q in enumerate(every)]
     path = tmp_path / "k8s.rules.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "k8s-queries", "rules": rules}]}))
     run = run_promtool(promtool, "check", "rules", path)
     assert run.returncode == 0, run.stdout + run.stderr
     known = {m.name for m in catalog.METRICS}
+    known |= {m.bucket for m in catalog.METRICS if m.kind == catalog.HISTOGRAM}
     known |= {
-        r["record"] for g in generator.rule_groups(DEFAULT) for r in g["rules"] if "record" in r
+        r["record"] for g in generator.rule_groups(spec_) for r in g["rules"] if "record" in r
     }
     for query in every:
         names = set(re.findall(r"([a-zA-Z_:][\w:]*)\{", query))
@@ -151,8 +166,9 @@ def test_the_scaler_adds_replicas_on_any_trigger_and_removes_them_slowly() -> No
     assert scaled["spec"]["minReplicaCount"] == DEFAULT.deploy.replicas
 
 
-def test_every_container_is_locked_down() -> None:
-    for resource in resources():
+@SPECS
+def test_every_container_is_locked_down(spec_: Spec) -> None:
+    for resource in resources(spec_):
         if resource["kind"] not in ("Deployment", "DaemonSet"):
             continue
         pod = resource["spec"]["template"]["spec"]
@@ -212,18 +228,27 @@ def test_a_spec_without_deploy_is_a_clear_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_hpa_alternative_reads_the_same_queries_through_prometheus_adapter() -> None:
-    by_kind = {r["kind"]: r for r in resources()}
-    adapter = [r for r in resources() if r["kind"] == "ConfigMap"
+@SPECS
+def test_the_hpa_alternative_reads_the_same_queries_through_prometheus_adapter(
+    spec_: Spec,
+) -> None:
+    found = resources(spec_)
+    adapter = [r for r in found if r["kind"] == "ConfigMap"
                and r["metadata"]["name"] == "prometheus-adapter-llm-slo"]  # fmt: skip
     rules = yaml.safe_load(adapter[0]["data"]["config.yaml"])["externalRules"]
-    triggers = by_kind["ScaledObject"]["spec"]["triggers"]
+    scalers = {r["spec"]["scaleTargetRef"]["name"]: r["spec"] for r in found
+               if r["kind"] == "ScaledObject"}  # fmt: skip
+    triggers = [t for scaled in scalers.values() for t in scaled["triggers"]]
     assert [r["metricsQuery"] for r in rules] == [t["metadata"]["query"] for t in triggers]
-    served = {r["name"]["as"] for r in rules}
-    hpa = by_kind["HorizontalPodAutoscaler"]["spec"]
-    assert {m["external"]["metric"]["name"] for m in hpa["metrics"]} == served
-    assert hpa["behavior"] == by_kind["ScaledObject"]["spec"]["advanced"][
-        "horizontalPodAutoscalerConfig"]["behavior"]  # fmt: skip
+    served = {r["name"]["as"]: r["metricsQuery"] for r in rules}
+    assert len(served) == len(rules)  # one external metric per trigger, none shadowed
+    hpas = [r["spec"] for r in found if r["kind"] == "HorizontalPodAutoscaler"]
+    assert sorted(h["scaleTargetRef"]["name"] for h in hpas) == sorted(scalers)
+    for hpa in hpas:  # each HPA reads its own pool's triggers, with the same behaviour
+        scaled = scalers[hpa["scaleTargetRef"]["name"]]
+        read = [served[m["external"]["metric"]["name"]] for m in hpa["metrics"]]
+        assert read == [t["metadata"]["query"] for t in scaled["triggers"]]
+        assert hpa["behavior"] == scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     for rule in rules:  # the series prometheus-adapter discovers the metric by is one it reads
         assert rule["seriesQuery"] in rule["metricsQuery"]
 
@@ -268,3 +293,125 @@ def test_a_second_run_leaves_every_file_untouched(
     assert command.main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.yaml")} == stamps
     assert capsys.readouterr().out == f"{len(stamps)} file(s) unchanged\n"
+
+
+def _pooled(kind: str) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources(POOLED) if r["kind"] == kind}
+
+
+def test_each_pool_scales_on_its_own_engines_and_phases() -> None:
+    """The prefill pool on its queue and the TTFT SLO's burn, the decode pool on its KV
+    cache and the burns of the SLOs on decoding (ITL, e2e), each on its own series."""
+    assert POOLED.deploy is not None
+    scalers = _pooled("ScaledObject")
+    assert sorted(scalers) == ["chat-decode", "chat-prefill"]
+    for pool in POOLED.deploy.pools:
+        scaled = scalers[f"chat-{pool.name}"]["spec"]
+        assert scaled["scaleTargetRef"] == {"name": f"chat-{pool.name}"}
+        assert scaled["minReplicaCount"] == pool.replicas
+    triggers = {
+        name: {t["name"]: t["metadata"]["query"] for t in scalers[name]["spec"]["triggers"]}
+        for name in scalers
+    }
+    assert sorted(triggers["chat-prefill"]) == [
+        "prefill-burn-ttft", "prefill-queue-p99", "prefill-waiting-requests"]  # fmt: skip
+    assert sorted(triggers["chat-decode"]) == [
+        "decode-burn-e2e", "decode-burn-itl", "decode-kv-cache", "decode-waiting-requests"]  # fmt: skip
+    prefill_job = 'job="vllm-prefill", pool="prefill"'
+    assert prefill_job in triggers["chat-prefill"]["prefill-waiting-requests"]
+    assert prefill_job in triggers["chat-prefill"]["prefill-queue-p99"]
+    assert 'job="vllm", pool="decode"' in triggers["chat-decode"]["decode-kv-cache"]
+    assert 'slo="ttft"' in triggers["chat-prefill"]["prefill-burn-ttft"]
+
+
+def test_with_pools_the_rules_count_each_request_once() -> None:
+    """Both pools' engines count every request; only the decode pool's are scraped under
+    the job the rules read, the prefill pool's under one no rule selects."""
+    monitors = _pooled("ServiceMonitor")
+    jobs = {}
+    for name, monitor in monitors.items():
+        for endpoint in monitor["spec"]["endpoints"]:
+            labels = {r["targetLabel"]: r["replacement"] for r in endpoint["relabelings"]}
+            jobs[(name, endpoint["port"])] = labels
+    assert jobs == {
+        ("chat", "proxy"): {"job": conventions.PROXY_JOB},
+        ("chat-prefill", "metrics"): {"job": "vllm-prefill", catalog.POOL: "prefill"},
+        ("chat-decode", "metrics"): {"job": "vllm", catalog.POOL: "decode"},
+    }
+    engine_metrics = {m.name for m in catalog.METRICS} - {m.name for m in catalog.CLIENT_METRICS}
+    read = 0
+    for group in generator.rule_groups(POOLED):
+        for rule in group["rules"]:
+            for name, matchers in re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", rule["expr"]):
+                if name.removesuffix("_bucket").removesuffix("_count") in engine_metrics:
+                    read += 1
+                    assert 'job="vllm"' in matchers, (rule.get("record"), matchers)
+    assert read > 0
+
+
+def test_with_pools_the_proxy_fronts_the_router_and_each_pool_runs_its_part() -> None:
+    assert POOLED.deploy is not None
+    deployments = _pooled("Deployment")
+    assert sorted(deployments) == ["chat", "chat-decode", "chat-prefill"]
+
+    def containers(name: str) -> dict[str, Any]:
+        pod = deployments[name]["spec"]["template"]["spec"]
+        return {c["name"]: c for c in pod["containers"]}
+
+    (proxy,) = containers("chat").values()
+    assert proxy["args"][proxy["args"].index("--upstream") + 1] == POOLED.deploy.router
+    for pool in POOLED.deploy.pools:
+        pod = containers(f"chat-{pool.name}")
+        assert sorted(pod) == ["engine", "metrics"]  # the client's view is the front proxy's
+        args = pod["engine"]["args"]
+        assert args[args.index("--kv-transfer-config") + 1] == (
+            '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
+        )
+        assert pod["engine"]["resources"]["limits"]["nvidia.com/gpu"] == pool.gpus
+        assert deployments[f"chat-{pool.name}"]["spec"]["replicas"] == pool.replicas
+    services = _pooled("Service")
+    assert services["chat"]["spec"]["selector"] == deployments["chat"]["spec"]["selector"][
+        "matchLabels"]  # fmt: skip
+    for name in ("chat-prefill", "chat-decode"):  # what the P/D router sends to
+        assert [p["name"] for p in services[name]["spec"]["ports"]] == ["api", "metrics"]
+    selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments.values()]
+    for one in selectors:  # no Deployment's pods are another's
+        assert sum(one.items() <= other.items() for other in selectors) == 1
+
+
+def test_with_pools_the_overlays_patch_each_pool_for_its_engine() -> None:
+    files = generated(POOLED)
+    assert sorted(n for n in files if n.startswith("overlays/")) == [
+        "overlays/sglang/kustomization.yaml", "overlays/vllm/kustomization.yaml"]  # fmt: skip
+    kustomization = yaml.safe_load(files["overlays/sglang/kustomization.yaml"])
+    patches = [yaml.safe_load(p["patch"]) for p in kustomization["patches"]]
+    assert [p["metadata"]["name"] for p in patches] == ["chat-prefill", "chat-decode"]
+    for patch, pool in zip(patches, ("prefill", "decode"), strict=True):
+        engine = patch["spec"]["template"]["spec"]["containers"][0]
+        assert engine["args"][-2:] == ["--disaggregation-mode", pool]
+
+
+POOLED_TEXT = (ROOT / "slo" / "disaggregated.yaml").read_text()
+POOL_MISTAKES = [
+    ("engine: vllm", "engine: tgi", "deploy.engine", "runs prefill and decode apart"),
+    ("    router: http://pd-router.llm.svc:8000  # your P/D router (vLLM's or llm-d's)\n", "",
+     "deploy.pools.router", "the P/D router's URL"),
+    ("{phase: ttft, threshold: 2s, source: client}", "{phase: ttft, threshold: 2s}",
+     "slos[1].sli", "found ttft from the server"),
+    ("availability: {source: client}", "availability: {}", "slos[0].sli",
+     "found availability from the server"),
+    ("selector:\n  job: vllm\n", "", "selector", "a job with deploy.pools"),
+    ("decode: {replicas: 4, gpus: 1}", "decode: {replica: 4}", "deploy.pools.decode.replica",
+     "unknown field"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("old", "new", "path", "words"), POOL_MISTAKES)
+def test_a_pooled_spec_that_cannot_count_each_request_once_is_a_clear_error(
+    old: str, new: str, path: str, words: str
+) -> None:
+    assert old in POOLED_TEXT
+    with pytest.raises(spec.SpecError) as raised:
+        spec.loads(POOLED_TEXT.replace(old, new), "pooled.yaml")
+    (problem,) = raised.value.problems
+    assert problem.path == path and words in str(problem), str(problem)
