@@ -191,3 +191,27 @@ def test_the_model_call_shows_a_sampler_its_genai_attributes_at_start() -> None:
     assert call["gen_ai.request.temperature"] == 0.5 and call["gen_ai.request.seed"] == 7
     assert list(call["gen_ai.request.stop_sequences"]) == ["END"]  # type: ignore[call-overload]
     assert sampler.seen["chat"]["gen_ai.operation.name"] == "chat"  # the incoming request's
+
+
+def test_the_proxy_forwards_the_query_and_every_header_and_refuses_other_methods() -> None:
+    """Forwarding is the proxy's own ASGI code: the query string goes up as sent, a
+    repeated response header comes back repeated, a method it does not forward is 405."""
+    seen: list[str] = []
+
+    def answer(handler: Any) -> None:
+        seen.append(handler.path)
+        body = b'{"ok": true}'
+        handler.send_response(200)
+        handler.send_header("Set-Cookie", "a=1")
+        handler.send_header("Set-Cookie", "b=2")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    with loopback.http(answer) as (upstream, _), loopback.asgi(proxy_app(upstream)) as front:
+        got = requests.get(f"{front}/v1/models?a=1&a=2&b=", timeout=10)
+        other = requests.request("OPTIONS", f"{front}/v1/models", timeout=10)
+    assert seen == ["/v1/models?a=1&a=2&b="]
+    assert got.status_code == 200 and got.json() == {"ok": True}
+    assert got.raw.headers.getlist("set-cookie") == ["a=1", "b=2"]
+    assert other.status_code == 405
