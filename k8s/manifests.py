@@ -151,7 +151,7 @@ def engine_container(spec: Spec, deploy: Deploy, pool: Pool | None = None) -> di
     }
 
 
-def _proxy(spec: Spec, upstream: str) -> dict[str, Any]:
+def _proxy(upstream: str) -> dict[str, Any]:
     args = [
         "llm-trace-proxy",
         "--upstream",
@@ -199,7 +199,7 @@ def pod_spec(spec: Spec, deploy: Deploy, pool: Pool | None = None) -> dict[str, 
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
     ]
     if pool is None:
-        containers.append(_proxy(spec, f"http://127.0.0.1:{PORT}"))
+        containers.append(_proxy(f"http://127.0.0.1:{PORT}"))
         volumes.append(_slo_volume(spec))
     return _pod(containers, volumes)
 
@@ -261,7 +261,7 @@ def serving(spec: Spec, deploy: Deploy, slo_text: str) -> list[dict[str, Any]]:
         ]
     # Clients -> the tracing proxy -> the user's P/D router -> the pools' Services.
     front = _labels(spec) | FRONT
-    proxy = _pod([_proxy(spec, deploy.router)], [_slo_volume(spec)])
+    proxy = _pod([_proxy(deploy.router)], [_slo_volume(spec)])
     out = [
         config,
         _deployment(spec, deploy, spec.service, front, deploy.replicas, proxy),
