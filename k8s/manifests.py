@@ -20,7 +20,7 @@ import yaml
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.k8s.engines import ENGINES, PORT
-from llm_slo_stack.slo import burnrate, conventions
+from llm_slo_stack.slo import burnrate, conventions, emitter
 from llm_slo_stack.slo.model import (
     DECODE,
     GPU_RULES,
@@ -725,25 +725,8 @@ def alerting(spec: Spec, deploy: Deploy, routing: dict[str, Any]) -> dict[str, A
     }
 
 
-class _Plain(yaml.SafeDumper):
-    """No anchors and aliases (a manifest reads the same wherever a value is shared), and
-    multi-line text (the SLO file, patches) as literal blocks, as it was written."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Plain.add_representer(str, _text)
-
-
 def _dump(source: str, *resources: dict[str, Any]) -> str:
-    body = yaml.dump_all(resources, Dumper=_Plain, sort_keys=False, width=1_000_000)
-    return GENERATED.format(source=source) + body
+    return GENERATED.format(source=source) + emitter.dump_all(resources)
 
 
 BASE = "base"

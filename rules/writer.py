@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llm_slo_stack.rules import alertmanager, gpu, testgen
 from llm_slo_stack.rules.generator import Group, rule_groups
+from llm_slo_stack.slo import emitter
 from llm_slo_stack.slo.conventions import default_runbook_base
 from llm_slo_stack.slo.model import GPU_RULES, Spec
 
@@ -20,31 +19,10 @@ TESTS_DIR = "tests"
 SHARED = ("gpu.rules.yaml", f"{TESTS_DIR}/gpu.test.yaml")  # written when a spec includes gpu
 
 
-# libyaml's emitter when PyYAML has it (the same bytes, a tenth of the time: dumping was
-# 90 % of generating a 50-SLO spec); the pure-Python one otherwise.
-_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
-    """Writes multi-line strings (alert expressions) as literal blocks, and no aliases."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def dump(data: Any, source: str) -> str:
     """YAML in the order the generator built it (rule fields as Prometheus documents them,
     label maps sorted), no line folding, and the generated-file header."""
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True)
-    return HEADER.format(source=source) + body
+    return HEADER.format(source=source) + emitter.dump(data)
 
 
 def rule_file_name(spec: Spec) -> str:
