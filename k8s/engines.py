@@ -68,7 +68,7 @@ def _sglang_pool(pool: str) -> list[str]:
     return ["--disaggregation-mode", pool]  # SGLang's PD disaggregation guide
 
 
-def _whole(pool: str) -> list[str]:
+def runs_whole(pool: str) -> list[str]:
     raise ValueError(f"an engine that runs prefill and decode apart, not one for {pool}")
 
 
@@ -78,7 +78,9 @@ class Engine:
     health: str  # HTTP path that answers 200 once the model is loaded
     metrics_port: int  # where the engine's /metrics is
     args: Callable[[Spec, Deploy], list[str]]
-    pool_args: Callable[[str], list[str]] = _whole  # more arguments for a prefill or decode pool
+    pool_args: Callable[[str], list[str]] = (
+        runs_whole  # more arguments for a prefill or decode pool
+    )
 
 
 ENGINES: dict[str, Engine] = {

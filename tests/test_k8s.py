@@ -19,7 +19,7 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.k8s import engines, manifests
 from llm_slo_stack.rules import alertmanager, generator, writer
 from llm_slo_stack.slo import conventions, spec
-from llm_slo_stack.slo.model import Spec
+from llm_slo_stack.slo.model import POOL_ENGINES, Spec
 from tests.support.paths import FIXTURES, ROOT
 from tests.support.promtool import run as run_promtool
 from tests.support.specs import VALID
@@ -317,10 +317,10 @@ def test_each_pool_scales_on_its_own_engines_and_phases() -> None:
         "prefill-burn-ttft", "prefill-queue-p99", "prefill-waiting-requests"]  # fmt: skip
     assert sorted(triggers["chat-decode"]) == [
         "decode-burn-e2e", "decode-burn-itl", "decode-kv-cache", "decode-waiting-requests"]  # fmt: skip
-    prefill_job = 'job="vllm-prefill", pool="prefill"'
+    prefill_job = f'job="vllm-prefill", {catalog.POOL}="prefill"'
     assert prefill_job in triggers["chat-prefill"]["prefill-waiting-requests"]
     assert prefill_job in triggers["chat-prefill"]["prefill-queue-p99"]
-    assert 'job="vllm", pool="decode"' in triggers["chat-decode"]["decode-kv-cache"]
+    assert f'job="vllm", {catalog.POOL}="decode"' in triggers["chat-decode"]["decode-kv-cache"]
     assert 'slo="ttft"' in triggers["chat-prefill"]["prefill-burn-ttft"]
 
 
@@ -377,6 +377,13 @@ def test_with_pools_the_proxy_fronts_the_router_and_each_pool_runs_its_part() ->
     selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments.values()]
     for one in selectors:  # no Deployment's pods are another's
         assert sum(one.items() <= other.items() for other in selectors) == 1
+
+
+def test_the_engines_the_spec_lets_run_apart_are_those_with_pool_arguments() -> None:
+    with_pools = {n for n, e in engines.ENGINES.items() if e.pool_args is not engines.runs_whole}
+    assert with_pools == set(POOL_ENGINES)
+    with pytest.raises(ValueError, match="prefill and decode apart"):
+        engines.ENGINES["tgi"].pool_args("prefill")
 
 
 def test_with_pools_the_overlays_patch_each_pool_for_its_engine() -> None:
