@@ -610,22 +610,31 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":{"completion_tokens":9}}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"say \\"hi\\""},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\\\\"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\ndata: {"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null}]}',
     ],
-    ids=["compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage"],
-)
+    ids=[
+        "compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage",
+        "escaped-quotes", "ending-backslash", "two-events",
+    ],
+)  # fmt: skip
 def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
-    """A chunk the fast path takes counts as one token; any other falls to json.loads:
-    the count, the gaps and the usage are those of parsing every chunk."""
+    """A chunk the fast paths take counts as one token; any other falls to json.loads:
+    the count, the gaps and the usage are those of parsing every chunk. Each chunk
+    follows a plain one, whose prefix and suffix the stream's fast path learns."""
     from llm_slo_stack.tracing.middleware import _Exchange
 
     first = b'data: {"id":"x","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+    plain = b'data: {"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
     results = []
     for fast in (True, False):
         middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
         exchange = _Exchange("chat", 0.0)
-        for body in (first, b"data: " + chunk + b"\n\n", b"data: " + chunk + b"\n\n"):
+        for body in (first, plain, b"data: " + chunk + b"\n\n", b"data: " + chunk + b"\n\n"):
             if fast:
-                middleware._read_events(exchange, body)
+                if not exchange.next_token(body):
+                    middleware._read_events(exchange, body)
             else:
                 for line in body.split(b"\n"):
                     if line.startswith(b"data: "):

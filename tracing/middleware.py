@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ REQUEST_PARAMETERS = {
 }  # fmt: skip
 # How a chunk whose one choice goes on ends (OpenAI's key order, with or without spaces).
 _PLAIN_ENDINGS = (b'"finish_reason": null}]}', b'"finish_reason":null}]}')
+# A quote, which may end the text (an escaped one takes the slow path), or a line end,
+# which JSON text never holds raw.
+_NOT_IN_TEXT = re.compile(rb'["\n\r]')
 DEFAULT_MAX_MODELS = 64
 DEFAULT_MAX_TENANTS = 64
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
@@ -130,12 +134,13 @@ class GenAIMetrics:
 
 def observe_all(child: Histogram, values: Sequence[float], exemplar: dict[str, str] | None) -> None:
     """Every value into one histogram child at once, the last one with the exemplar: the
-    bucket counts observe() per value would leave, and their sum to rounding, at a bisect
-    a value and one increment a bucket instead of a locked increment and a validated
+    bucket counts observe() per value would leave, and their sum to rounding, from the
+    sorted values at a bisect a bucket, instead of a locked increment and a validated
     exemplar a value (255 gaps of a stream were a 1.4 ms burst at its end).
     prometheus_client has no bulk observe; its child keeps a value per bucket
-    (`_buckets`, not cumulative) and one for `_sum`, which a test compares with
-    observe(). Without them, observe() each."""
+    (`_buckets`, not cumulative: observe() counts a value in the first bucket whose
+    bound is at or above it) and one for `_sum`, which a test compares with observe().
+    Without them, observe() each."""
     if not values:
         return
     buckets = getattr(child, "_buckets", None)
@@ -146,13 +151,16 @@ def observe_all(child: Histogram, values: Sequence[float], exemplar: dict[str, s
             child.observe(value)
         child.observe(values[-1], exemplar)
         return
-    counts: dict[int, int] = {}
-    for value in values:  # the first bound at or above each value, as observe() finds it
-        index = bisect.bisect_left(bounds, value)
-        counts[index] = counts.get(index, 0) + 1
+    ordered = sorted(values)
     total.inc(sum(values))
-    for index, count in counts.items():
-        buckets[index].inc(count)
+    counted = 0
+    for bucket, bound in zip(buckets, bounds, strict=True):
+        upto = bisect.bisect_right(ordered, bound, counted)  # values at or below the bound
+        if upto > counted:
+            bucket.inc(upto - counted)
+            counted = upto
+            if counted == len(ordered):
+                break
     if exemplar:
         last = values[-1]
         buckets[bisect.bisect_left(bounds, last)].set_exemplar(
@@ -182,9 +190,37 @@ class RequestMetrics:
         self.prompt_tokens = counter(catalog.CLIENT_PROMPT_TOKENS)
         self.generation_tokens = counter(catalog.CLIENT_GENERATION_TOKENS)
         self.goodput = counter(catalog.REQUESTS_GOODPUT)
+        self._children: dict[tuple[str, ...], _Children] = {}
+
+    def children(self, model: str, tenant: tuple[str, ...]) -> _Children:
+        """The series of one model (and tenant), looked up once: labels() validates its
+        values on every call. As many as the label caps let through."""
+        key = (model, *tenant)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = _Children(
+                self.ttft.labels(model), self.itl.labels(model), self.tpot.labels(model),
+                self.e2e.labels(model), self.prompt_tokens.labels(*key),
+                self.generation_tokens.labels(*key), self.goodput.labels(*key),
+            )  # fmt: skip
+        return found
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """One model's (and tenant's) series of RequestMetrics, but the requests counter,
+    whose outcome label varies."""
+
+    ttft: Histogram
+    itl: Histogram
+    tpot: Histogram
+    e2e: Histogram
+    prompt_tokens: Counter
+    generation_tokens: Counter
+    goodput: Counter
+
+
+@dataclass(slots=True)
 class _Exchange:
     """What one request and its response have shown so far."""
 
@@ -208,6 +244,8 @@ class _Exchange:
     finish_reasons: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
+    plain: tuple[bytes, bytes] | None = None  # how this stream's plain token events begin and end
+    parsed: dict[str, Any] | None = None  # the request body, once read whole and parsed
     call: trace.Span | None = None  # the CLIENT span of the call to the model server (a proxy)
     server: tuple[str, int | None] | None = None  # that model server's address and port
 
@@ -220,12 +258,41 @@ class _Exchange:
         self.last_token = now
         self.chunks += 1
 
+    def next_token(self, body: bytes) -> bool:
+        """Count `body` as one token if it is one event shaped as this stream's plain
+        token events: the prefix and suffix around the text learned from one checked in
+        full (`plain`), and between them text with no quote, line end or trailing
+        backslash. Such text cannot end its JSON string early, so the body is exactly
+        one such event (no second choice, no second event, no usage): a few C scans and
+        no Python call for most chunks of a stream."""
+        if self.plain is None or self.buffer:
+            return False
+        prefix, suffix = self.plain
+        start, end = len(prefix), len(body) - len(suffix)
+        if (
+            start >= end  # no text
+            or not body.startswith(prefix)
+            or not body.endswith(suffix)
+            or _NOT_IN_TEXT.search(body, start, end)
+            or body[end - 1] == 92  # a backslash: it would escape the suffix's quote
+        ):
+            return False
+        now = time.perf_counter()
+        self.gaps.append(now - self.last_token)  # type: ignore[operator]
+        self.last_token = now
+        self.chunks += 1
+        return True
+
     def request(self) -> dict[str, Any]:
-        try:
-            parsed = json.loads(b"".join(self.body) or b"{}")
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
+        """The request body as a dict ({} if it is not a JSON object), parsed once: call
+        it only once the body has been read whole."""
+        if self.parsed is None:
+            try:
+                parsed = json.loads(b"".join(self.body) or b"{}")
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+                parsed = {}
+            self.parsed = parsed if isinstance(parsed, dict) else {}
+        return self.parsed
 
 
 class LLMTracingMiddleware:
@@ -299,7 +366,9 @@ class LLMTracingMiddleware:
         async def observed_send(message: Message) -> None:
             if exchange.streamed and message["type"] == "http.response.body":
                 try:  # the per-chunk path: kept lean
-                    self._read_events(exchange, message.get("body", b""))
+                    body = message.get("body", b"")
+                    if not exchange.next_token(body):
+                        self._read_events(exchange, body)
                 except Exception:
                     log.exception("llm tracing middleware: reading a stream failed")
             else:
@@ -404,6 +473,9 @@ class LLMTracingMiddleware:
         if payload[at : at + 1] != b'"' or payload[at + 1 : at + 2] == b'"':
             return False  # not a string, or an empty one
         exchange.token(time.perf_counter())
+        close = payload.find(b'"', at + 1)  # the text's end, if it has no escapes
+        if close != -1 and payload.find(b"\\", at + 1, close) == -1:
+            exchange.plain = (b"data: " + payload[: at + 1], payload[close:] + b"\n\n")
         return True
 
     def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
@@ -495,35 +567,35 @@ class LLMTracingMiddleware:
             if context_.trace_flags.sampled
             else None
         )
-        m = self.metrics
+        m = self.metrics.children(label, exchange.tenant)
         if ttft is not None:
-            m.ttft.labels(label).observe(ttft, exemplar)
-            observe_all(m.itl.labels(label), exchange.gaps, exemplar)
+            m.ttft.observe(ttft, exemplar)
+            observe_all(m.itl, exchange.gaps, exemplar)
             if tpot is not None:
-                m.tpot.labels(label).observe(tpot, exemplar)
+                m.tpot.observe(tpot, exemplar)
         if timed:
             e2e = end - exchange.start
-            m.e2e.labels(label).observe(e2e, exemplar)
+            m.e2e.observe(e2e, exemplar)
             met = self.targets.met(ttft, tpot) if streamed else self.targets.within(e2e, tokens)
             if met:
-                m.goodput.labels(label, *exchange.tenant).inc()
+                m.goodput.inc()
         if outcome is not None:
-            m.requests.labels(label, outcome, *exchange.tenant).inc()
+            self.metrics.requests.labels(label, outcome, *exchange.tenant).inc()
         if exchange.usage.get("prompt_tokens"):
-            m.prompt_tokens.labels(label, *exchange.tenant).inc(exchange.usage["prompt_tokens"])
+            m.prompt_tokens.inc(exchange.usage["prompt_tokens"])
         if tokens:
-            m.generation_tokens.labels(label, *exchange.tenant).inc(tokens)
+            m.generation_tokens.inc(tokens)
         if self.genai is not None:
             self._record(self.genai, exchange, model, outcome, ttft, end, scope)
-        target = exchange.call or span
-        self._annotate(target, exchange, request, model, outcome, ttft, tpot)
-        self._conclude(span, exchange, outcome)
-        if exchange.call is not None:  # a proxy: the SERVER span is the HTTP request's
-            self._conclude(exchange.call, exchange, outcome)
+        genai = self._annotate(exchange, request, model, ttft, tpot)
+        if exchange.call is None:  # the app is the model server: all on the SERVER span
+            self._conclude(span, exchange, outcome, genai)
+            span.update_name(f"{exchange.operation} {model}")
+        else:  # a proxy: the GenAI attributes are the model call's
+            self._conclude(span, exchange, outcome, {})
+            self._conclude(exchange.call, exchange, outcome, genai)
             exchange.call.end()
             span.update_name(f"POST {scope['path']}")
-        else:
-            span.update_name(f"{exchange.operation} {model}")
         span.end()
 
     def _record(
@@ -565,16 +637,13 @@ class LLMTracingMiddleware:
 
     def _annotate(
         self,
-        span: trace.Span,
         exchange: _Exchange,
         request: dict[str, Any],
         model: str,
-        outcome: str | None,
         ttft: float | None,
         tpot: float | None,
-    ) -> None:
-        """The GenAI attributes of the model call: on the CLIENT span where a proxy made
-        one, else on the SERVER span (the app is the model server)."""
+    ) -> dict[str, Any]:
+        """The GenAI attributes of the model call, set at its end."""
         attributes = request_attributes(request, model)
         if exchange.response_id:
             attributes["gen_ai.response.id"] = exchange.response_id
@@ -589,25 +658,33 @@ class LLMTracingMiddleware:
             attributes["gen_ai.usage.output_tokens"] = output_tokens
         if ttft is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttft
-            span.add_event(FIRST_TOKEN_EVENT, timestamp=_ns_at(exchange.first_token))  # type: ignore[arg-type]
         if tpot is not None:
             attributes[TPOT_ATTRIBUTE] = tpot
         if self.capture_content:
             attributes |= _messages(request, exchange)
-        span.set_attributes(attributes)
+        return attributes
 
     @staticmethod
-    def _conclude(span: trace.Span, exchange: _Exchange, outcome: str | None) -> None:
-        span.set_attributes(
-            {"http.response.status_code": exchange.status, OUTCOME_ATTRIBUTE: outcome or "unknown"}
-        )
+    def _conclude(
+        span: trace.Span, exchange: _Exchange, outcome: str | None, genai: dict[str, Any]
+    ) -> None:
+        """A span's outcome, with `genai` (the model call's attributes, if it is that
+        span) in one set; the first-token event on the model call's span."""
+        attributes = {
+            **genai,
+            "http.response.status_code": exchange.status,
+            OUTCOME_ATTRIBUTE: outcome or "unknown",
+        }
         if outcome in (catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED, catalog.OUTCOME_ABORTED):
             kind = exchange.failed or (str(exchange.status) if exchange.status >= 400 else outcome)
-            span.set_attribute("error.type", kind)
+            attributes["error.type"] = kind
             if outcome == catalog.OUTCOME_ERROR:
                 span.set_status(Status(StatusCode.ERROR))
         elif outcome is None:
-            span.set_attribute("error.type", str(exchange.status))
+            attributes["error.type"] = str(exchange.status)
+        span.set_attributes(attributes)
+        if "gen_ai.response.time_to_first_chunk" in genai:
+            span.add_event(FIRST_TOKEN_EVENT, timestamp=_ns_at(exchange.first_token))  # type: ignore[arg-type]
 
 
 def request_attributes(request: dict[str, Any], model: str) -> dict[str, Any]:
