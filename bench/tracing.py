@@ -233,7 +233,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def run(scenario: str) -> dict[str, Result]:
     streams, count, warmup, modes, tokens = SCENARIOS[scenario]
-    if scenario in MIDDLEWARE_SHARE and hasattr(os, "sched_setaffinity"):
+    pinned = scenario in MIDDLEWARE_SHARE and hasattr(os, "sched_setaffinity")
+    if pinned:
         os.sched_setaffinity(0, CLIENT_CPUS)
     by_ttft = scenario in PROXY_ADDS_MS
 
@@ -264,6 +265,8 @@ def run(scenario: str) -> dict[str, Result]:
         for process in processes.values():
             process.terminate()
             process.wait(timeout=10)
+        if pinned:
+            os.sched_setaffinity(0, CPUS)
     return best
 
 
