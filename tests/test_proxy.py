@@ -11,15 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from llm_slo_stack.exporters import catalog
@@ -30,6 +34,7 @@ from llm_slo_stack.tracing.proxy import Limits
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
 from tests.support.serving import TRACE_MODEL as MODEL
+from tests.support.serving import TRACE_TOKENS as TOKENS
 from tests.support.serving import chat
 
 g = catalog.OTelGenAI
@@ -215,3 +220,130 @@ def test_the_proxy_forwards_the_query_and_every_header_and_refuses_other_methods
     assert got.status_code == 200 and got.json() == {"ok": True}
     assert got.raw.headers.getlist("set-cookie") == ["a=1", "b=2"]
     assert other.status_code == 405
+
+
+# The GenAI conventions' inference span for the model call (kind CLIENT, named
+# `{operation} {model}`): attribute, requirement level, and whether a sampler must see it
+# at the span's start. Levels from semantic-conventions' gen-ai-spans.md (development).
+GENAI_CALL = [
+    ("gen_ai.operation.name", "required", True),
+    ("gen_ai.provider.name", "required", True),
+    ("gen_ai.request.model", "conditionally required", True),
+    ("server.address", "recommended", True),
+    ("server.port", "conditionally required", True),
+    ("gen_ai.request.max_tokens", "recommended", True),
+    ("gen_ai.request.temperature", "recommended", True),
+    ("gen_ai.request.top_p", "recommended", True),
+    ("gen_ai.request.top_k", "recommended", True),
+    ("gen_ai.request.seed", "conditionally required", True),
+    ("gen_ai.request.frequency_penalty", "recommended", True),
+    ("gen_ai.request.presence_penalty", "recommended", True),
+    ("gen_ai.request.stop_sequences", "recommended", True),
+    ("gen_ai.request.choice.count", "conditionally required", True),
+    ("gen_ai.response.id", "recommended", False),
+    ("gen_ai.response.model", "recommended", False),
+    ("gen_ai.response.finish_reasons", "recommended", False),
+    ("gen_ai.usage.input_tokens", "recommended", False),
+    ("gen_ai.usage.output_tokens", "recommended", False),
+    ("gen_ai.response.time_to_first_chunk", "recommended", False),
+    ("error.type", "conditionally required", False),
+    ("gen_ai.input.messages", "opt-in", False),
+    ("gen_ai.output.messages", "opt-in", False),
+]
+
+
+def genai_conformance() -> list[tuple[str, str, object, object, object]]:
+    """One streamed chat through the proxy to the simulator, its spans read back from a
+    real OTLP receiver and a sampler: per attribute of GENAI_CALL, its level, the value
+    expected for this request, the value on the exported CLIENT span, and (for those a
+    sampler needs) the value the sampler saw at the span's start."""
+    sampler = Recording()
+    with otlp.receiver() as (url, got):
+        tracer_provider = TracerProvider(sampler=sampler)
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces"))
+        )
+        simulator = simulator_app(Config(served_model_name=MODEL, seed=4))
+        with (
+            loopback.asgi(simulator) as upstream,
+            loopback.asgi(proxy_app(upstream, tracer_provider)) as front,
+        ):
+            chat(
+                front, temperature=0.5, top_p=0.9, top_k=40, seed=7, n=1,
+                frequency_penalty=0.1, presence_penalty=0.2, stop=["END"],
+            )  # fmt: skip
+            (call,) = got.wait_for(f"chat {MODEL}", 1)
+        tracer_provider.shutdown()
+    at_start = sampler.seen[call.name]
+    expected: dict[str, object] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "vllm",
+        "gen_ai.request.model": MODEL,
+        "server.address": loopback.HOST,
+        "server.port": int(upstream.rsplit(":", 1)[1]),
+        "gen_ai.request.max_tokens": TOKENS,
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.top_k": 40,
+        "gen_ai.request.seed": 7,
+        "gen_ai.request.frequency_penalty": 0.1,
+        "gen_ai.request.presence_penalty": 0.2,
+        "gen_ai.request.stop_sequences": ["END"],
+        "gen_ai.request.choice.count": 1,
+        "gen_ai.response.id": Check("the simulator's chatcmpl-… id", _is_completion_id),
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ["length"],
+        "gen_ai.usage.input_tokens": 7,  # the simulator's count for PROMPT
+        "gen_ai.usage.output_tokens": TOKENS,
+        "gen_ai.response.time_to_first_chunk": Check("seconds, > 0", _is_seconds),
+        "error.type": None,  # a success
+        "gen_ai.input.messages": None,  # content capture is off by default
+        "gen_ai.output.messages": None,
+    }
+    assert call.kind == OtlpSpan.SPAN_KIND_CLIENT
+    return [
+        (
+            name,
+            level,
+            expected[name],
+            call.attributes.get(name),
+            at_start.get(name) if start else "-",
+        )
+        for name, level, start in GENAI_CALL
+    ]
+
+
+def test_the_model_call_span_carries_the_genai_conventions_attributes() -> None:
+    """Every attribute of the conventions' inference span, against what this request
+    must give: on the exported span, and at its start for those a sampler may use."""
+    wrong = [
+        row
+        for row in genai_conformance()
+        if not _meets(row[2], row[3]) or (row[4] != "-" and not _meets(row[2], row[4]))
+    ]
+    assert not wrong, wrong
+
+
+@dataclass(frozen=True)
+class Check:
+    """An expected value that is a property rather than one value."""
+
+    description: str
+    holds: Callable[[object], bool]
+
+    def __repr__(self) -> str:
+        return self.description
+
+
+def _meets(expected: object, value: object) -> bool:
+    if isinstance(value, tuple):  # a sequence attribute, as the SDK's sampler sees it
+        value = list(value)
+    return expected.holds(value) if isinstance(expected, Check) else value == expected
+
+
+def _is_completion_id(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("chatcmpl-")
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, float) and 0 < value < 30
