@@ -24,7 +24,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.simulator.latency import Profile
@@ -33,6 +32,7 @@ from llm_slo_stack.simulator.server import create_app as simulator_app
 from llm_slo_stack.tracing.proxy import Limits
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
+from tests.support.sampling import Recording
 from tests.support.serving import TRACE_MODEL as MODEL
 from tests.support.serving import TRACE_TOKENS as TOKENS
 from tests.support.serving import chat
@@ -158,29 +158,6 @@ def test_sigterm_drains_in_flight_streams_then_flushes_every_span() -> None:
     assert {g.OPERATION_DURATION, g.TIME_TO_FIRST_CHUNK, g.TOKEN_USAGE} <= exported
 
 
-class Recording(Sampler):
-    """Samples everything and keeps what each span showed the sampler at its start."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, dict[str, object]] = {}
-
-    def should_sample(
-        self,
-        parent_context: object,
-        trace_id: int,
-        name: str,
-        kind: object = None,
-        attributes: Any = None,
-        links: object = None,
-        trace_state: object = None,
-    ) -> SamplingResult:
-        self.seen[name] = dict(attributes or {})
-        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-
-    def get_description(self) -> str:
-        return "recording"
-
-
 def test_the_model_call_shows_a_sampler_its_genai_attributes_at_start() -> None:
     sampler = Recording()
     tracer_provider = TracerProvider(sampler=sampler)
@@ -195,7 +172,8 @@ def test_the_model_call_shows_a_sampler_its_genai_attributes_at_start() -> None:
     assert call["server.address"] == "127.0.0.1" and call["gen_ai.provider.name"] == "vllm"
     assert call["gen_ai.request.temperature"] == 0.5 and call["gen_ai.request.seed"] == 7
     assert list(call["gen_ai.request.stop_sequences"]) == ["END"]  # type: ignore[call-overload]
-    assert sampler.seen["chat"]["gen_ai.operation.name"] == "chat"  # the incoming request's
+    incoming = sampler.seen["chat"]  # the incoming request's SERVER span, the trace's root
+    assert incoming["gen_ai.operation.name"] == "chat" and incoming["gen_ai.request.model"] == MODEL
 
 
 def test_the_proxy_forwards_the_query_and_every_header_and_refuses_other_methods() -> None:

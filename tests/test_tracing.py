@@ -33,16 +33,19 @@ from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.server import Config
 from llm_slo_stack.simulator.server import create_app as simulator_app
 from llm_slo_stack.slo import spec
+from llm_slo_stack.tracing import middleware as middleware_module
 from llm_slo_stack.tracing import provider
 from llm_slo_stack.tracing.middleware import (
     FIRST_TOKEN_EVENT,
     OUTCOME_ATTRIBUTE,
+    PEEK_LIMIT,
     LLMTracingMiddleware,
     Targets,
 )
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import gateway, loopback, otlp
 from tests.support.paths import ROOT
+from tests.support.sampling import Recording
 from tests.support.scrape import Series, samples, scrape, value
 from tests.support.serving import PROMPT, chat
 from tests.support.serving import TRACE_MODEL as MODEL
@@ -294,6 +297,39 @@ def post(base: str, model: str) -> requests.Response:
         json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
         timeout=10,
     )
+
+
+@pytest.mark.parametrize("peek_limit", [PEEK_LIMIT, 16])
+def test_a_sampler_sees_the_model_at_the_start_and_the_app_the_body_as_sent(
+    peek_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The middleware reads the body before the app (a chunked upload, several
+    messages) so that the root span shows its sampler the model; the app still reads
+    the body whole. A body past the peek limit is left to the app: no model at start,
+    the same answer, the model on the span at its end."""
+    monkeypatch.setattr(middleware_module, "PEEK_LIMIT", peek_limit)
+    sampler = Recording()
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = Starlette(routes=[Route("/v1/chat/completions", stream_app, methods=["POST"])])
+    wrapped = LLMTracingMiddleware(app, tracer_provider=tracer_provider)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi" * 50}]})
+
+    def upload() -> Iterator[bytes]:  # chunked, a pause between parts: one message each
+        for at in range(0, len(body), 40):
+            time.sleep(0.01)
+            yield body[at : at + 40].encode()
+
+    with loopback.asgi(wrapped) as base:
+        answer = requests.post(f"{base}/v1/chat/completions", data=upload(), timeout=10)
+        (span,) = finished(spans, 1)
+    assert answer.status_code == 200 and "lo" in answer.text  # the app parsed it
+    at_start = sampler.seen["chat"]
+    assert at_start["gen_ai.operation.name"] == "chat"
+    assert at_start.get("gen_ai.request.model") == ("m" if peek_limit > len(body) else None)
+    assert span.attributes["gen_ai.request.model"] == "m"
+    assert span.attributes[OUTCOME_ATTRIBUTE] == "success"
 
 
 def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple[Any, ...]) -> None:

@@ -1,8 +1,9 @@
 """ASGI middleware for OpenAI-compatible endpoints: what the client sees, per request.
 
-For POST /v1/chat/completions and /v1/completions it reads the request's model,
-`stream` and `max_tokens` from the body chunks the app reads anyway (no second read),
-follows the response (SSE chunk by chunk when streamed) and records:
+For POST /v1/chat/completions and /v1/completions it reads the request body first (up
+to PEEK_LIMIT bytes, then hands the app the same messages: no second read), so the
+span starts with the model a sampler may choose by; follows the response (SSE chunk
+by chunk when streamed) and records:
 - a SERVER span per request after the OpenTelemetry GenAI conventions (`chat {model}`,
   `gen_ai.*` attributes, an event at the first token, outcome and `error.type`),
   continuing an incoming `traceparent`;
@@ -24,6 +25,7 @@ import math
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +68,7 @@ DEFAULT_MAX_MODELS = 64
 DEFAULT_MAX_TENANTS = 64
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 MAX_NAME = 128  # characters of a model name kept in labels and span names
+PEEK_LIMIT = 1024 * 1024  # bytes of a request body read before the app (a chat is kilobytes)
 log = logging.getLogger(__name__)
 
 
@@ -245,6 +248,7 @@ class _Exchange:
     text: list[str] = field(default_factory=list)
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
     plain: tuple[bytes, bytes] | None = None  # how this stream's plain token events begin and end
+    whole: bool = False  # the request body has been read to its end
     parsed: dict[str, Any] | None = None  # the request body, once read whole and parsed
     call: trace.Span | None = None  # the CLIENT span of the call to the model server (a proxy)
     server: tuple[str, int | None] | None = None  # that model server's address and port
@@ -337,6 +341,7 @@ class LLMTracingMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(operation, time.perf_counter())
+        arrived = time.time_ns()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.tenant_header or self.tenant_from_api_key:
             exchange.tenant = (self._tenant(headers),)
@@ -350,12 +355,18 @@ class LLMTracingMiddleware:
         server = scope.get("server")
         if isinstance(server, tuple | list) and len(server) == 2 and server[1] is not None:
             at_start["server.address"], at_start["server.port"] = server[0], server[1]
+        peeked = await self._peek(exchange, receive)
+        model = exchange.request().get("model") if exchange.whole else None
+        if isinstance(model, str) and model:  # sampling-relevant: a sampler may choose by it
+            at_start["gen_ai.request.model"] = model[:MAX_NAME]
         span = self.tracer.start_span(
-            operation, context=parent, kind=SpanKind.SERVER, attributes=at_start
+            operation, context=parent, kind=SpanKind.SERVER, attributes=at_start, start_time=arrived
         )
         scope[EXCHANGE] = (exchange, span, self)
 
         async def observed_receive() -> Message:
+            if peeked:  # what the middleware read first, given to the app as it came
+                return peeked.popleft()
             message = await receive()
             if message["type"] == "http.request":
                 exchange.body.append(message.get("body", b""))
@@ -388,6 +399,27 @@ class LLMTracingMiddleware:
         finally:
             context.detach(token)
             self._guard(self._finish, exchange, span, scope)
+
+    @staticmethod
+    async def _peek(exchange: _Exchange, receive: Receive) -> deque[Message]:
+        """The request body's messages, read before the app reads them (up to PEEK_LIMIT
+        bytes, so a huge body is left to the app's own limit), so the model is known at
+        the span's start. The app is given the same messages afterwards."""
+        messages: deque[Message] = deque()
+        size = 0
+        while size <= PEEK_LIMIT:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                exchange.disconnected = message["type"] == "http.disconnect"
+                break
+            body = message.get("body", b"")
+            exchange.body.append(body)
+            size += len(body)
+            if not message.get("more_body", False):
+                exchange.whole = True
+                break
+        return messages
 
     @staticmethod
     def _guard(step: Callable[..., None], *args: Any) -> None:
