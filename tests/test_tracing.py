@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import requests
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import Sampler
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -225,7 +225,7 @@ def test_a_collector_that_is_down_never_delays_a_request() -> None:
     assert value(metrics, catalog.CLIENT_REQUESTS.name, model=MODEL, outcome="success") == 21
 
 
-# The middleware inside a plain Starlette app, spans in memory.
+# The middleware inside a plain Starlette app, spans to a real OTLP receiver.
 
 
 async def stream_app(request: Request) -> Response:
@@ -263,11 +263,21 @@ async def stream_app(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+@contextmanager
+def exported(sampler: Sampler | None = None) -> Iterator[tuple[TracerProvider, otlp.Receiver]]:
+    """A tracer provider exporting each span as it ends to a real OTLP receiver, and
+    what the receiver got."""
+    with otlp.receiver() as (url, got):
+        tracer_provider = TracerProvider(sampler=sampler)
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces"))
+        )
+        yield tracer_provider, got
+        tracer_provider.shutdown()
+
+
 @pytest.fixture
-def plain() -> Iterator[tuple[str, InMemorySpanExporter, CollectorRegistry]]:
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+def plain() -> Iterator[tuple[str, otlp.Receiver, CollectorRegistry]]:
     registry = CollectorRegistry()
     app = Starlette(
         routes=[
@@ -275,20 +285,22 @@ def plain() -> Iterator[tuple[str, InMemorySpanExporter, CollectorRegistry]]:
             Route("/health", lambda r: Response("ok")),
         ]
     )
-    wrapped = LLMTracingMiddleware(
-        app, tracer_provider=tracer_provider, registry=registry, capture_content=True
-    )
-    with loopback.asgi(wrapped) as base:
-        yield base, spans, registry
+    with exported() as (tracer_provider, got):
+        wrapped = LLMTracingMiddleware(
+            app, tracer_provider=tracer_provider, registry=registry, capture_content=True
+        )
+        with loopback.asgi(wrapped) as base:
+            yield base, got, registry
 
 
-def finished(spans: InMemorySpanExporter, count: int) -> list[Any]:
-    """The finished spans, once there are `count`: a span ends just after the last byte
+def finished(got: otlp.Receiver, count: int) -> list[otlp.ReceivedSpan]:
+    """The spans received, once there are `count`: a span ends just after the last byte
     reaches the client, so a test may ask a moment too early."""
     deadline = time.monotonic() + 5
-    while len(spans.get_finished_spans()) < count and time.monotonic() < deadline:
+    while len(got.spans) < count and time.monotonic() < deadline:
         time.sleep(0.01)
-    return list(spans.get_finished_spans())
+    with got.lock:
+        return list(got.spans)
 
 
 def post(base: str, model: str) -> requests.Response:
@@ -309,11 +321,7 @@ def test_a_sampler_sees_the_model_at_the_start_and_the_app_the_body_as_sent(
     the same answer, the model on the span at its end."""
     monkeypatch.setattr(middleware_module, "PEEK_LIMIT", peek_limit)
     sampler = Recording()
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider(sampler=sampler)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     app = Starlette(routes=[Route("/v1/chat/completions", stream_app, methods=["POST"])])
-    wrapped = LLMTracingMiddleware(app, tracer_provider=tracer_provider)
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi" * 50}]})
 
     def upload() -> Iterator[bytes]:  # chunked, a pause between parts: one message each
@@ -321,9 +329,11 @@ def test_a_sampler_sees_the_model_at_the_start_and_the_app_the_body_as_sent(
             time.sleep(0.01)
             yield body[at : at + 40].encode()
 
-    with loopback.asgi(wrapped) as base:
-        answer = requests.post(f"{base}/v1/chat/completions", data=upload(), timeout=10)
-        (span,) = finished(spans, 1)
+    with exported(sampler) as (tracer_provider, got):
+        wrapped = LLMTracingMiddleware(app, tracer_provider=tracer_provider)
+        with loopback.asgi(wrapped) as base:
+            answer = requests.post(f"{base}/v1/chat/completions", data=upload(), timeout=10)
+            (span,) = finished(got, 1)
     assert answer.status_code == 200 and "lo" in answer.text  # the app parsed it
     at_start = sampler.seen["chat"]
     assert at_start["gen_ai.operation.name"] == "chat"
@@ -333,14 +343,14 @@ def test_a_sampler_sees_the_model_at_the_start_and_the_app_the_body_as_sent(
 
 
 def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple[Any, ...]) -> None:
-    base, spans, registry = plain
+    base, got, registry = plain
     assert post(base, "m").text.endswith("data: [DONE]\n\n")
     assert post(base, "garbled").status_code == 200  # the middleware's parse failure stays its own
     assert post(base, "busy").status_code == 503
     assert post(base, "bad").status_code == 400
     assert post(base, "boom").status_code == 500
     assert requests.get(f"{base}/health", timeout=5).text == "ok"  # not an LLM endpoint: untouched
-    done = finished(spans, 5)
+    done = finished(got, 5)
     unknown = catalog.UNKNOWN_MODEL  # never served: no label slot of its own
     metrics = {
         name: registry.get_sample_value(
@@ -366,7 +376,7 @@ def test_outcomes_capture_and_a_garbled_stream_in_a_plain_app(plain: tuple[Any, 
     assert by_model["boom"].attributes["error.type"] == "RuntimeError"
     assert by_model["busy"].attributes["error.type"] == "503"
     assert by_model["bad"].attributes[OUTCOME_ATTRIBUTE] == catalog.OUTCOME_INVALID
-    assert by_model["m"].kind == SpanKind.SERVER  # the app is the model server: one span
+    assert by_model["m"].kind == OtlpSpan.SPAN_KIND_SERVER  # the app is the model server
 
 
 def client_count(registry: CollectorRegistry, metric: catalog.Metric, model: str) -> float:
@@ -376,10 +386,10 @@ def client_count(registry: CollectorRegistry, metric: catalog.Metric, model: str
 def test_sse_framed_with_crlf_or_cr_is_read_and_errors_observe_no_latency(
     plain: tuple[Any, ...],
 ) -> None:
-    base, spans, registry = plain
+    base, got, registry = plain
     assert post(base, "crlf").status_code == 200
     assert post(base, "busy").status_code == 503
-    finished(spans, 2)
+    finished(got, 2)
     assert client_count(registry, catalog.CLIENT_TIME_TO_FIRST_TOKEN, "crlf") == 1
     assert client_count(registry, catalog.CLIENT_INTER_TOKEN_LATENCY, "crlf") == 1  # a to b
     sample = {"model": "crlf", "outcome": "success"}
@@ -391,7 +401,7 @@ def test_sse_framed_with_crlf_or_cr_is_read_and_errors_observe_no_latency(
 def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
     plain: tuple[Any, ...],
 ) -> None:
-    base, spans, registry = plain
+    base, got, registry = plain
     for index in range(70):  # more than the 64 label slots, each answered 404
         assert post(base, f"nope-{index}").status_code == 404
     long_name = "m" * 200_000
@@ -401,7 +411,7 @@ def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
         timeout=10,
     )
     assert post(base, "m").status_code == 200
-    done = finished(spans, 72)
+    done = finished(got, 72)
     assert registry.get_sample_value(
         catalog.CLIENT_REQUESTS.name, {"model": "m", "outcome": "success"}
     ) == 2  # fmt: skip
@@ -412,21 +422,21 @@ def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
 
 
 def test_a_body_nested_too_deep_is_tolerated(plain: tuple[Any, ...]) -> None:
-    base, spans, registry = plain
+    base, got, registry = plain
     deep = b"[" * 100_000 + b"]" * 100_000
     answer = requests.post(f"{base}/v1/chat/completions", data=deep, timeout=10)
     assert answer.status_code == 500  # the app's own failure, not the middleware's
-    (span,) = finished(spans, 1)
+    (span,) = finished(got, 1)
     assert span.attributes[OUTCOME_ATTRIBUTE] == "error"
     sample = {"model": catalog.UNKNOWN_MODEL, "outcome": "error"}
     assert registry.get_sample_value(catalog.CLIENT_REQUESTS.name, sample) == 1
 
 
 def test_exemplars_carry_the_trace_id(plain: tuple[Any, ...]) -> None:
-    base, spans, registry = plain
+    base, got, registry = plain
     post(base, "m")
-    (span,) = finished(spans, 1)
-    trace_id = format(span.context.trace_id, "032x")
+    (span,) = finished(got, 1)
+    trace_id = span.trace_id
     from prometheus_client.openmetrics.exposition import generate_latest
 
     text = generate_latest(registry).decode()
@@ -459,17 +469,17 @@ def test_configure_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_the_readme_fastapi_gateway() -> None:
     """The README's snippet: the middleware added to a FastAPI app, metrics mounted."""
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     registry = CollectorRegistry()
     targets = Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml"))
-    with loopback.asgi(gateway.create(registry, tracer_provider, targets)) as base:
+    with (
+        exported() as (tracer_provider, got),
+        loopback.asgi(gateway.create(registry, tracer_provider, targets)) as base,
+    ):
         answer = requests.post(
             f"{base}/v1/completions", json={"model": gateway.MODEL, "prompt": "x"}, timeout=10
         )
         assert answer.json()["choices"][0]["text"] == "hi"
-        (span,) = finished(spans, 1)
+        (span,) = finished(got, 1)
         text = requests.get(f"{base}/metrics/", timeout=10).text
     assert span.name == f"text_completion {gateway.MODEL}"
     assert f'{catalog.REQUESTS_GOODPUT.name}{{model="{gateway.MODEL}"}} 1.0' in text
