@@ -5,13 +5,15 @@ receiver)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,11 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from llm_slo_stack.exporters import catalog
 from llm_slo_stack.simulator.latency import Profile
@@ -117,6 +124,59 @@ def test_a_body_over_the_limit_is_413_and_never_forwarded() -> None:
             f"{front}/v1/chat/completions", data=iter([b"x" * (1 << 19)] * 4), timeout=10
         )
     assert big.status_code == chunked.status_code == 413 and seen == []
+
+
+async def pausing(request: Request) -> StreamingResponse:
+    """An upstream whose stream pauses: `slow` sends a token every 0.3 s and ends;
+    `stalls` sends two tokens, then nothing for 5 s (then ends, so it stops by itself)."""
+    model = (await request.json())["model"]
+
+    async def events() -> AsyncIterator[bytes]:
+        for index in range(6 if model == "slow" else 2):
+            delta = {"content": f"t{index}"}
+            event = {"id": "p", "model": model, "choices": [{"index": 0, "delta": delta}]}
+            yield b"data: " + json.dumps(event).encode() + b"\n\n"
+            await asyncio.sleep(0.3 if model == "slow" else 0)
+        if model == "stalls":
+            await asyncio.sleep(5)
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def test_the_idle_timeout_cuts_a_stalled_stream_never_a_slow_one() -> None:
+    """--idle-timeout bounds the wait between chunks, not the answer: a stream that
+    takes 1.8 s with a token every 0.3 s passes a 1 s idle timeout; one that stops
+    sending is cut 1 s after its last chunk, and counts as an error."""
+    registry = CollectorRegistry()
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
+    with (
+        loopback.asgi(upstream_app) as upstream,
+        loopback.asgi(proxy_app(upstream, registry=registry, limits=Limits(idle=1))) as front,
+    ):
+        slow = requests.post(f"{front}/v1/chat/completions", json={"model": "slow"}, timeout=10)
+        start = time.monotonic()
+        received = b""
+        with (
+            pytest.raises(requests.exceptions.ChunkedEncodingError),
+            requests.post(
+                f"{front}/v1/chat/completions", json={"model": "stalls"}, stream=True, timeout=10
+            ) as stalled,
+        ):
+            for chunk in stalled.iter_content(None):
+                received += chunk
+        took = time.monotonic() - start
+    assert slow.status_code == 200 and slow.text.count('"content"') == 6
+    assert slow.text.endswith("data: [DONE]\n\n")
+    assert received.count(b'"content"') == 2 and b"[DONE]" not in received
+    assert 0.9 < took < 3
+    outcomes = {
+        model: registry.get_sample_value(
+            catalog.CLIENT_REQUESTS.name, {"model": model, "outcome": outcome}
+        )
+        for model, outcome in (("slow", "success"), ("stalls", "error"))
+    }
+    assert outcomes == {"slow": 1, "stalls": 1}
 
 
 SLOW = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.05, itl_jitter=0.0)
