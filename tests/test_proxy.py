@@ -22,10 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -218,24 +215,6 @@ def test_sigterm_drains_in_flight_streams_then_flushes_every_span() -> None:
     assert {g.OPERATION_DURATION, g.TIME_TO_FIRST_CHUNK, g.TOKEN_USAGE} <= exported
 
 
-def test_the_model_call_shows_a_sampler_its_genai_attributes_at_start() -> None:
-    sampler = Recording()
-    tracer_provider = TracerProvider(sampler=sampler)
-    simulator = simulator_app(Config(served_model_name=MODEL, seed=4))
-    with (
-        loopback.asgi(simulator) as upstream,
-        loopback.asgi(proxy_app(upstream, tracer_provider)) as front,
-    ):
-        chat(front, max_tokens=2, temperature=0.5, seed=7, stop=["END"])
-    call = sampler.seen[f"chat {MODEL}"]
-    assert call["gen_ai.operation.name"] == "chat" and call["gen_ai.request.model"] == MODEL
-    assert call["server.address"] == "127.0.0.1" and call["gen_ai.provider.name"] == "vllm"
-    assert call["gen_ai.request.temperature"] == 0.5 and call["gen_ai.request.seed"] == 7
-    assert list(call["gen_ai.request.stop_sequences"]) == ["END"]  # type: ignore[call-overload]
-    incoming = sampler.seen["chat"]  # the incoming request's SERVER span, the trace's root
-    assert incoming["gen_ai.operation.name"] == "chat" and incoming["gen_ai.request.model"] == MODEL
-
-
 def test_the_proxy_forwards_the_query_and_every_header_and_refuses_other_methods() -> None:
     """Forwarding is the proxy's own ASGI code: the query string goes up as sent, a
     repeated response header comes back repeated, a method it does not forward is 405."""
@@ -290,18 +269,20 @@ GENAI_CALL = [
 ]
 
 
-def genai_conformance() -> list[tuple[str, str, object, object, object]]:
+PREFILL = 0.05  # seconds: the simulator's whole prefill, so its first token comes no sooner
+KNOWN_PREFILL = Profile(prefill_overhead=PREFILL, prefill_per_token=0.0, itl=0.001, itl_jitter=0.0)
+
+
+def genai_conformance() -> tuple[list[tuple[str, str, object, object, object]], dict[str, object]]:
     """One streamed chat through the proxy to the simulator, its spans read back from a
     real OTLP receiver and a sampler: per attribute of GENAI_CALL, its level, the value
     expected for this request, the value on the exported CLIENT span, and (for those a
-    sampler needs) the value the sampler saw at the span's start."""
+    sampler needs) the value the sampler saw at the span's start; and what the sampler
+    saw at the start of the incoming request's SERVER span, the trace's root."""
     sampler = Recording()
-    with otlp.receiver() as (url, got):
-        tracer_provider = TracerProvider(sampler=sampler)
-        tracer_provider.add_span_processor(
-            SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces"))
-        )
-        simulator = simulator_app(Config(served_model_name=MODEL, seed=4))
+    with otlp.exported(sampler) as (tracer_provider, got):
+        config = Config(served_model_name=MODEL, seed=4, profile=KNOWN_PREFILL)
+        simulator = simulator_app(config)
         with (
             loopback.asgi(simulator) as upstream,
             loopback.asgi(proxy_app(upstream, tracer_provider)) as front,
@@ -311,7 +292,6 @@ def genai_conformance() -> list[tuple[str, str, object, object, object]]:
                 frequency_penalty=0.1, presence_penalty=0.2, stop=["END"],
             )  # fmt: skip
             (call,) = got.wait_for(f"chat {MODEL}", 1)
-        tracer_provider.shutdown()
     at_start = sampler.seen[call.name]
     expected: dict[str, object] = {
         "gen_ai.operation.name": "chat",
@@ -333,13 +313,15 @@ def genai_conformance() -> list[tuple[str, str, object, object, object]]:
         "gen_ai.response.finish_reasons": ["length"],
         "gen_ai.usage.input_tokens": 7,  # the simulator's count for PROMPT
         "gen_ai.usage.output_tokens": TOKENS,
-        "gen_ai.response.time_to_first_chunk": Check("seconds, > 0", _is_seconds),
+        "gen_ai.response.time_to_first_chunk": Check(
+            f"seconds, at least the simulator's {PREFILL:g} s prefill", _is_after_prefill
+        ),
         "error.type": None,  # a success
         "gen_ai.input.messages": None,  # content capture is off by default
         "gen_ai.output.messages": None,
     }
     assert call.kind == OtlpSpan.SPAN_KIND_CLIENT
-    return [
+    rows = [
         (
             name,
             level,
@@ -349,17 +331,21 @@ def genai_conformance() -> list[tuple[str, str, object, object, object]]:
         )
         for name, level, start in GENAI_CALL
     ]
+    return rows, sampler.seen["chat"]
 
 
 def test_the_model_call_span_carries_the_genai_conventions_attributes() -> None:
     """Every attribute of the conventions' inference span, against what this request
-    must give: on the exported span, and at its start for those a sampler may use."""
+    must give: on the exported span, and at its start for those a sampler may use; and
+    the root SERVER span shows a sampler the operation and the model at its start."""
+    rows, root = genai_conformance()
     wrong = [
         row
-        for row in genai_conformance()
+        for row in rows
         if not _meets(row[2], row[3]) or (row[4] != "-" and not _meets(row[2], row[4]))
     ]
     assert not wrong, wrong
+    assert root["gen_ai.operation.name"] == "chat" and root["gen_ai.request.model"] == MODEL
 
 
 @dataclass(frozen=True)
@@ -383,5 +369,5 @@ def _is_completion_id(value: object) -> bool:
     return isinstance(value, str) and value.startswith("chatcmpl-")
 
 
-def _is_seconds(value: object) -> bool:
-    return isinstance(value, float) and 0 < value < 30
+def _is_after_prefill(value: object) -> bool:
+    return isinstance(value, float) and PREFILL <= value < PREFILL + 1

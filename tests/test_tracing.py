@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 import requests
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -263,19 +261,6 @@ async def stream_app(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-@contextmanager
-def exported(sampler: Sampler | None = None) -> Iterator[tuple[TracerProvider, otlp.Receiver]]:
-    """A tracer provider exporting each span as it ends to a real OTLP receiver, and
-    what the receiver got."""
-    with otlp.receiver() as (url, got):
-        tracer_provider = TracerProvider(sampler=sampler)
-        tracer_provider.add_span_processor(
-            SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces"))
-        )
-        yield tracer_provider, got
-        tracer_provider.shutdown()
-
-
 @pytest.fixture
 def plain() -> Iterator[tuple[str, otlp.Receiver, CollectorRegistry]]:
     registry = CollectorRegistry()
@@ -285,7 +270,7 @@ def plain() -> Iterator[tuple[str, otlp.Receiver, CollectorRegistry]]:
             Route("/health", lambda r: Response("ok")),
         ]
     )
-    with exported() as (tracer_provider, got):
+    with otlp.exported() as (tracer_provider, got):
         wrapped = LLMTracingMiddleware(
             app, tracer_provider=tracer_provider, registry=registry, capture_content=True
         )
@@ -329,7 +314,7 @@ def test_a_sampler_sees_the_model_at_the_start_and_the_app_the_body_as_sent(
             time.sleep(0.01)
             yield body[at : at + 40].encode()
 
-    with exported(sampler) as (tracer_provider, got):
+    with otlp.exported(sampler) as (tracer_provider, got):
         wrapped = LLMTracingMiddleware(app, tracer_provider=tracer_provider)
         with loopback.asgi(wrapped) as base:
             answer = requests.post(f"{base}/v1/chat/completions", data=upload(), timeout=10)
@@ -472,7 +457,7 @@ def test_the_readme_fastapi_gateway() -> None:
     registry = CollectorRegistry()
     targets = Targets.from_spec(spec.load(ROOT / "slo" / "default.yaml"))
     with (
-        exported() as (tracer_provider, got),
+        otlp.exported() as (tracer_provider, got),
         loopback.asgi(gateway.create(registry, tracer_provider, targets)) as base,
     ):
         answer = requests.post(

@@ -1,4 +1,5 @@
-"""An OTLP/HTTP trace receiver on loopback: decodes what exporters really send."""
+"""An OTLP/HTTP trace receiver on loopback: decodes what exporters really send; and a
+tracer provider that exports to it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -20,6 +22,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from tests.support.loopback import HOST, threaded
 
@@ -122,3 +127,16 @@ def receiver(port: int = 0) -> Iterator[tuple[str, Receiver]]:
 
     with threaded(Handler, port) as bound:
         yield f"http://{HOST}:{bound}", got
+
+
+@contextmanager
+def exported(sampler: Sampler | None = None) -> Iterator[tuple[TracerProvider, Receiver]]:
+    """A tracer provider exporting each span as it ends to a real OTLP receiver, and
+    what the receiver got."""
+    with receiver() as (url, got):
+        tracer_provider = TracerProvider(sampler=sampler)
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(f"{url}/v1/traces"))
+        )
+        yield tracer_provider, got
+        tracer_provider.shutdown()
