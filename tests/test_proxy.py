@@ -123,14 +123,18 @@ def test_a_body_over_the_limit_is_413_and_never_forwarded() -> None:
     assert big.status_code == chunked.status_code == 413 and seen == []
 
 
+BULK_EVENTS, BULK_TEXT = 32, "x" * (1 << 20)  # 32 MiB: more than loopback buffers hold
+
+
 async def pausing(request: Request) -> StreamingResponse:
     """An upstream whose stream pauses: `slow` sends a token every 0.3 s and ends;
-    `stalls` sends two tokens, then nothing for 5 s (then ends, so it stops by itself)."""
+    `stalls` sends two tokens, then nothing for 5 s (then ends, so it stops by itself);
+    `bulk` sends BULK_EVENTS events of a MiB at once."""
     model = (await request.json())["model"]
 
     async def events() -> AsyncIterator[bytes]:
-        for index in range(6 if model == "slow" else 2):
-            delta = {"content": f"t{index}"}
+        for index in range({"slow": 6, "bulk": BULK_EVENTS}.get(model, 2)):
+            delta = {"content": BULK_TEXT if model == "bulk" else f"t{index}"}
             event = {"id": "p", "model": model, "choices": [{"index": 0, "delta": delta}]}
             yield b"data: " + json.dumps(event).encode() + b"\n\n"
             await asyncio.sleep(0.3 if model == "slow" else 0)
@@ -174,6 +178,25 @@ def test_the_idle_timeout_cuts_a_stalled_stream_never_a_slow_one() -> None:
         for model, outcome in (("slow", "success"), ("stalls", "error"))
     }
     assert outcomes == {"slow": 1, "stalls": 1}
+
+
+def test_a_client_that_reads_slowly_is_never_cut_by_the_idle_timeout() -> None:
+    """Time the proxy spends waiting on a slow client is not the upstream's silence: a
+    client that stops reading for 2.5 s, with a 1 s idle timeout, still gets every byte."""
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
+    with (
+        loopback.asgi(upstream_app) as upstream,
+        loopback.asgi(proxy_app(upstream, limits=Limits(idle=1))) as front,
+        requests.post(
+            f"{front}/v1/chat/completions", json={"model": "bulk"}, stream=True, timeout=10
+        ) as answer,
+    ):
+        parts = answer.iter_content(1 << 16)
+        received = [next(parts)]
+        time.sleep(2.5)  # the proxy's buffers and the sockets' fill; it waits on the client
+        received += parts
+    body = b"".join(received)
+    assert body.count(BULK_TEXT.encode()) == BULK_EVENTS and body.endswith(b"data: [DONE]\n\n")
 
 
 SLOW = Profile(prefill_overhead=0.002, prefill_per_token=0.0, itl=0.05, itl_jitter=0.0)
