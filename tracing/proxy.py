@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ DEFAULT_LIMITS = Limits()
 
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
+_GONE, _FIRST_BYTE, _IDLE = "client gone", "first-byte timeout", "idle timeout"  # a cut's why
 
 
 async def _respond(send: Send, status: int, body: bytes = b"", kind: str = "") -> None:
@@ -130,53 +130,43 @@ def create_app(
         call = start_model_call(scope, target.hostname or "", target.port)
         propagate.inject(headers, context=call)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        pending = asyncio.ensure_future(
-            session().request(
+        watch = _Watch(receive)
+        answer: aiohttp.ClientResponse | None = None
+        try:
+            watch.arm(limits.first_byte, _FIRST_BYTE)
+            answer = await session().request(
                 scope["method"],
                 scope["path"],
                 params=query,
                 headers=headers,
                 data=body,  # small JSON: sent whole, with a length, not chunked
             )
-        )
-        gone = asyncio.ensure_future(_disconnected(receive))
-        done, _ = await asyncio.wait(
-            {pending, gone}, timeout=limits.first_byte, return_when=asyncio.FIRST_COMPLETED
-        )
-        if pending not in done:  # the client left, or the upstream is silent: drop the call
-            gone.cancel()
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, OSError):
-                await pending
-            if gone in done:
-                await _respond(send, 499)  # nobody reads it: the client has gone
-            else:
-                await _error(send, 504, f"upstream sent no answer within {limits.first_byte:g}s")
-            return
-        try:
-            answer = pending.result()
-        except (TimeoutError, aiohttp.ClientError, OSError) as error:
-            gone.cancel()
-            await _error(send, 502, f"upstream unreachable: {type(error).__name__}")
-            return
-        try:
+            watch.disarm()
             kept = [
                 (k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in answer.headers.items()
                 if k.lower() not in HOP_BY_HOP
             ]
             await send({"type": "http.response.start", "status": answer.status, "headers": kept})
-            relay = asyncio.ensure_future(_relay(answer, send, limits.idle))
-            done, _ = await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if relay not in done:  # the client went: stop reading, which drops the upstream call
-                relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await relay
-            else:
-                relay.result()  # a broken or stalled upstream ends the response broken too
+            await _relay(answer, send, limits.idle, watch)
+        except asyncio.CancelledError:
+            if not watch.caught():
+                raise
+            if watch.why == _GONE:
+                if answer is None:
+                    await _respond(send, 499)  # nobody reads it: the client has gone
+            elif answer is None:
+                await _error(send, 504, f"upstream sent no answer within {limits.first_byte:g}s")
+            else:  # the response ends broken, as the upstream's did
+                raise TimeoutError(f"{watch.why}: the upstream sent nothing in time") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            if answer is not None:
+                raise  # a broken upstream ends the response broken too
+            await _error(send, 502, f"upstream unreachable: {type(error).__name__}")
         finally:
-            gone.cancel()
-            answer.close()
+            watch.close()
+            if answer is not None:
+                answer.close()  # if not read to its end (the client went), the call is dropped
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -255,45 +245,76 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _relay(answer: aiohttp.ClientResponse, send: Send, idle: float) -> None:
+class _Watch:
+    """Cuts the task serving a request short when its client goes away or a deadline
+    passes, and says why. The upstream call and the relay run in that one task: a task
+    and an asyncio.wait for each phase cost the first token about 0.1 ms (bench/tracing.py).
+    A cut is a cancellation of the task that `caught()` takes back, as asyncio.timeout
+    does; cancellations that are not its own go on."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.task = asyncio.current_task()
+        self.cancelling = self.task.cancelling() if self.task is not None else 0
+        self.why = ""
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.listener = asyncio.ensure_future(_disconnected(receive))
+        self.listener.add_done_callback(self._left)
+
+    def _left(self, listener: asyncio.Future[None]) -> None:
+        if not listener.cancelled() and listener.exception() is None:
+            self.cut(_GONE)
+
+    def cut(self, why: str) -> None:
+        if not self.why and not self.closed and self.task is not None:
+            self.why = why
+            self.task.cancel()
+
+    def arm(self, seconds: float, why: str) -> None:
+        self.timer = asyncio.get_running_loop().call_later(seconds, self.cut, why)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def caught(self) -> bool:
+        """After a CancelledError: whether it was this watch's cut (then taken back)."""
+        return bool(self.why) and self.task is not None and self.task.uncancel() <= self.cancelling
+
+    def close(self) -> None:
+        self.closed = True
+        self.disarm()
+        self.listener.cancel()
+
+
+async def _relay(answer: aiohttp.ClientResponse, send: Send, idle: float, watch: _Watch) -> None:
     """The upstream's body to the client as it arrives; a client that went away ends it
-    (the caller then drops the upstream call), a broken upstream raises, and so does one
-    that sends nothing for `idle` seconds while the proxy waits on it (time spent sending
-    to a slow client does not count). The idle clock is a reading per chunk and one timer
-    that re-arms itself for the time left, where aiohttp's read timeout cancels and makes
-    a timer for every chunk."""
+    quietly, a broken upstream raises, and one that sends nothing for `idle` seconds
+    while the proxy waits on it is cut (time spent sending to a slow client does not
+    count). The idle clock is a reading per chunk and one timer that re-arms itself for
+    the time left, where aiohttp's read timeout cancels and makes a timer for every chunk."""
     loop = asyncio.get_running_loop()
-    relay = asyncio.current_task()
-    chunks = answer.content.iter_any()
     waiting_since: float | None = loop.time()  # None while sending to the client
-    stalled = False
-    timer: asyncio.TimerHandle
 
     def check() -> None:
-        nonlocal timer, stalled
         waited = 0.0 if waiting_since is None else loop.time() - waiting_since
-        if waited >= idle and relay is not None:
-            stalled = True
-            relay.cancel()
+        if waited >= idle:
+            watch.cut(_IDLE)
         else:
-            timer = loop.call_later(idle - waited, check)
+            watch.timer = loop.call_later(idle - waited, check)
 
-    timer = loop.call_later(idle, check)
+    watch.timer = loop.call_later(idle, check)
     try:
-        async for chunk in chunks:
+        async for chunk in answer.content.iter_any():
             waiting_since = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             waiting_since = loop.time()
         await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if stalled:
-            raise TimeoutError(f"the upstream sent nothing for {idle:g} s") from None
-        raise
     except OSError as error:
         if isinstance(error, aiohttp.ClientError):
             raise
     finally:
-        timer.cancel()
+        watch.disarm()
 
 
 def main(argv: list[str] | None = None) -> int:
