@@ -675,8 +675,9 @@ class LLMTracingMiddleware:
         ttft: float | None,
         tpot: float | None,
     ) -> dict[str, Any]:
-        """The GenAI attributes of the model call, set at its end."""
-        attributes = request_attributes(request, model)
+        """The GenAI attributes of the model call known at its end (a proxy's model call
+        has had the request's since its start)."""
+        attributes = request_attributes(request, model) if exchange.call is None else {}
         if exchange.response_id:
             attributes["gen_ai.response.id"] = exchange.response_id
         if exchange.response_model:
