@@ -442,8 +442,6 @@ class LLMTracingMiddleware:
                 if not message.get("more_body", False):
                     exchange.complete = True
                     if body or exchange.response:
-                        now = time.perf_counter()
-                        exchange.first_token = exchange.last_token = now
                         self._read_choice_data(
                             exchange, json.loads(b"".join(exchange.response) or b"{}")
                         )
