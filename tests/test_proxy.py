@@ -1,7 +1,7 @@
 """llm-trace-proxy against bad upstreams and clients, on loopback and bounded in time: a
-silent upstream, a client that leaves before the upstream answers, an oversized body,
-and SIGTERM with streams in flight (drained, then every span flushed to a real OTLP
-receiver)."""
+silent, unreachable, stalled or broken upstream, a client that leaves before the
+upstream answers or reads slowly, an oversized body, and SIGTERM with streams in
+flight (drained, then every span flushed to a real OTLP receiver)."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ BULK_EVENTS, BULK_TEXT = 32, "x" * (1 << 20)  # 32 MiB: more than loopback buffe
 async def pausing(request: Request) -> StreamingResponse:
     """An upstream whose stream pauses: `slow` sends a token every 0.3 s and ends;
     `stalls` sends two tokens, then nothing for 5 s (then ends, so it stops by itself);
-    `bulk` sends BULK_EVENTS events of a MiB at once."""
+    `bulk` sends BULK_EVENTS events of a MiB at once; `breaks` sends two tokens, then
+    fails, and the server drops the connection."""
     model = (await request.json())["model"]
 
     async def events() -> AsyncIterator[bytes]:
@@ -140,6 +141,8 @@ async def pausing(request: Request) -> StreamingResponse:
             await asyncio.sleep(0.3 if model == "slow" else 0)
         if model == "stalls":
             await asyncio.sleep(5)
+        if model == "breaks":  # the server drops the connection mid-answer
+            raise RuntimeError("the engine died")
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
@@ -178,6 +181,38 @@ def test_the_idle_timeout_cuts_a_stalled_stream_never_a_slow_one() -> None:
         for model, outcome in (("slow", "success"), ("stalls", "error"))
     }
     assert outcomes == {"slow": 1, "stalls": 1}
+
+
+def test_an_unreachable_upstream_is_a_502_and_a_broken_one_ends_the_answer_broken() -> None:
+    """Nothing listening at the upstream's port: a 502 in the OpenAI error shape. An
+    upstream that drops the connection mid-stream: the client's answer ends without its
+    last chunk, as the upstream's did, never as if whole. Both count as errors."""
+    registries = {catalog.UNKNOWN_MODEL: CollectorRegistry(), "breaks": CollectorRegistry()}
+    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
+    nowhere = f"http://{loopback.HOST}:{loopback.free_port()}"
+    with loopback.asgi(proxy_app(nowhere, registry=registries[catalog.UNKNOWN_MODEL])) as front:
+        refused = requests.post(f"{front}/v1/chat/completions", json={"model": "m"}, timeout=10)
+    received = b""
+    with (
+        loopback.asgi(upstream_app) as upstream,
+        loopback.asgi(proxy_app(upstream, registry=registries["breaks"])) as front,
+        pytest.raises(requests.exceptions.ChunkedEncodingError),
+        requests.post(
+            f"{front}/v1/chat/completions", json={"model": "breaks"}, stream=True, timeout=10
+        ) as broken,
+    ):
+        for chunk in broken.iter_content(None):
+            received += chunk
+    assert refused.status_code == 502 and refused.json()["object"] == "error"
+    assert "upstream unreachable" in refused.json()["message"]
+    assert received.count(b'"content"') == 2 and b"[DONE]" not in received
+    errors = {
+        model: registry.get_sample_value(
+            catalog.CLIENT_REQUESTS.name, {"model": model, "outcome": "error"}
+        )
+        for model, registry in registries.items()
+    }
+    assert errors == {catalog.UNKNOWN_MODEL: 1, "breaks": 1}
 
 
 def test_a_client_that_reads_slowly_is_never_cut_by_the_idle_timeout() -> None:
