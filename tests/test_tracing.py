@@ -644,16 +644,20 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"say \\"hi\\""},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\\\\"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\ndata: {"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\nb"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\rb"},"finish_reason":null}]}',
     ],
     ids=[
         "compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage",
-        "escaped-quotes", "ending-backslash", "two-events",
+        "escaped-quotes", "ending-backslash", "two-events", "raw-line-feed", "raw-carriage-return",
     ],
 )  # fmt: skip
 def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
     """A chunk the fast paths take counts as one token; any other falls to json.loads:
-    the count, the gaps and the usage are those of parsing every chunk. Each chunk
-    follows a plain one, whose prefix and suffix the stream's fast path learns."""
+    the count, the gaps and the usage are those of parsing every chunk, and a chunk
+    parsing cannot read (a raw line break ends an SSE line) is unreadable to both and
+    counts nothing. Each chunk follows a plain one, whose prefix and suffix the
+    stream's fast path learns."""
     from llm_slo_stack.tracing.middleware import _Exchange
 
     first = b'data: {"id":"x","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
@@ -662,13 +666,17 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
     for fast in (True, False):
         middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
         exchange = _Exchange("chat", 0.0)
+        unreadable = 0
         for body in (first, plain, b"data: " + chunk + b"\n\n", b"data: " + chunk + b"\n\n"):
-            if fast:
-                if not exchange.next_token(body):
-                    middleware._read_events(exchange, body)
-            else:
-                for line in body.split(b"\n"):
-                    if line.startswith(b"data: "):
-                        middleware._read_chunk(exchange, json.loads(line[6:]))
-        results.append((exchange.chunks, len(exchange.gaps), exchange.usage))
+            try:  # the middleware logs a chunk it cannot read and counts nothing of it
+                if fast:
+                    if not exchange.next_token(body):
+                        middleware._read_events(exchange, body)
+                else:
+                    for line in body.split(b"\n"):
+                        if line.startswith(b"data: "):
+                            middleware._read_chunk(exchange, json.loads(line[6:]))
+            except ValueError:
+                unreadable += 1
+        results.append((exchange.chunks, len(exchange.gaps), exchange.usage, unreadable))
     assert results[0] == results[1]
