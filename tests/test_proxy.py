@@ -148,79 +148,76 @@ async def pausing(request: Request) -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+def pausing_app() -> Starlette:
+    return Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
+
+
+def cut_short(front: str, model: str) -> bytes:
+    """What a client reads of a streamed answer that must end without its last chunk
+    (an answer that ends whole fails the test)."""
+    received = b""
+    with (
+        pytest.raises(requests.exceptions.ChunkedEncodingError),
+        requests.post(
+            f"{front}/v1/chat/completions", json={"model": model}, stream=True, timeout=10
+        ) as answer,
+    ):
+        for chunk in answer.iter_content(None):
+            received += chunk
+    return received
+
+
+def counted(registry: CollectorRegistry, model: str, outcome: str) -> float | None:
+    """The proxy's client-side request count for a model and outcome."""
+    labels = {"model": model, "outcome": outcome}
+    return registry.get_sample_value(catalog.CLIENT_REQUESTS.name, labels)
+
+
 def test_the_idle_timeout_cuts_a_stalled_stream_never_a_slow_one() -> None:
     """--idle-timeout bounds the wait between chunks, not the answer: a stream that
     takes 1.8 s with a token every 0.3 s passes a 1 s idle timeout; one that stops
     sending is cut 1 s after its last chunk, and counts as an error."""
     registry = CollectorRegistry()
-    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
     with (
-        loopback.asgi(upstream_app) as upstream,
+        loopback.asgi(pausing_app()) as upstream,
         loopback.asgi(proxy_app(upstream, registry=registry, limits=Limits(idle=1))) as front,
     ):
         slow = requests.post(f"{front}/v1/chat/completions", json={"model": "slow"}, timeout=10)
         start = time.monotonic()
-        received = b""
-        with (
-            pytest.raises(requests.exceptions.ChunkedEncodingError),
-            requests.post(
-                f"{front}/v1/chat/completions", json={"model": "stalls"}, stream=True, timeout=10
-            ) as stalled,
-        ):
-            for chunk in stalled.iter_content(None):
-                received += chunk
+        received = cut_short(front, "stalls")
         took = time.monotonic() - start
     assert slow.status_code == 200 and slow.text.count('"content"') == 6
     assert slow.text.endswith("data: [DONE]\n\n")
     assert received.count(b'"content"') == 2 and b"[DONE]" not in received
     assert 0.9 < took < 3
-    outcomes = {
-        model: registry.get_sample_value(
-            catalog.CLIENT_REQUESTS.name, {"model": model, "outcome": outcome}
-        )
-        for model, outcome in (("slow", "success"), ("stalls", "error"))
-    }
-    assert outcomes == {"slow": 1, "stalls": 1}
+    assert counted(registry, "slow", "success") == counted(registry, "stalls", "error") == 1
 
 
 def test_an_unreachable_upstream_is_a_502_and_a_broken_one_ends_the_answer_broken() -> None:
     """Nothing listening at the upstream's port: a 502 in the OpenAI error shape. An
     upstream that drops the connection mid-stream: the client's answer ends without its
     last chunk, as the upstream's did, never as if whole. Both count as errors."""
-    registries = {catalog.UNKNOWN_MODEL: CollectorRegistry(), "breaks": CollectorRegistry()}
-    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
+    refused_registry, broken_registry = CollectorRegistry(), CollectorRegistry()
     nowhere = f"http://{loopback.HOST}:{loopback.free_port()}"
-    with loopback.asgi(proxy_app(nowhere, registry=registries[catalog.UNKNOWN_MODEL])) as front:
+    with loopback.asgi(proxy_app(nowhere, registry=refused_registry)) as front:
         refused = requests.post(f"{front}/v1/chat/completions", json={"model": "m"}, timeout=10)
-    received = b""
     with (
-        loopback.asgi(upstream_app) as upstream,
-        loopback.asgi(proxy_app(upstream, registry=registries["breaks"])) as front,
-        pytest.raises(requests.exceptions.ChunkedEncodingError),
-        requests.post(
-            f"{front}/v1/chat/completions", json={"model": "breaks"}, stream=True, timeout=10
-        ) as broken,
+        loopback.asgi(pausing_app()) as upstream,
+        loopback.asgi(proxy_app(upstream, registry=broken_registry)) as front,
     ):
-        for chunk in broken.iter_content(None):
-            received += chunk
+        received = cut_short(front, "breaks")
     assert refused.status_code == 502 and refused.json()["object"] == "error"
     assert "upstream unreachable" in refused.json()["message"]
     assert received.count(b'"content"') == 2 and b"[DONE]" not in received
-    errors = {
-        model: registry.get_sample_value(
-            catalog.CLIENT_REQUESTS.name, {"model": model, "outcome": "error"}
-        )
-        for model, registry in registries.items()
-    }
-    assert errors == {catalog.UNKNOWN_MODEL: 1, "breaks": 1}
+    assert counted(refused_registry, catalog.UNKNOWN_MODEL, "error") == 1  # never served
+    assert counted(broken_registry, "breaks", "error") == 1
 
 
 def test_a_client_that_reads_slowly_is_never_cut_by_the_idle_timeout() -> None:
     """Time the proxy spends waiting on a slow client is not the upstream's silence: a
     client that stops reading for 2.5 s, with a 1 s idle timeout, still gets every byte."""
-    upstream_app = Starlette(routes=[Route("/v1/chat/completions", pausing, methods=["POST"])])
     with (
-        loopback.asgi(upstream_app) as upstream,
+        loopback.asgi(pausing_app()) as upstream,
         loopback.asgi(proxy_app(upstream, limits=Limits(idle=1))) as front,
         requests.post(
             f"{front}/v1/chat/completions", json={"model": "bulk"}, stream=True, timeout=10
