@@ -169,7 +169,7 @@ def cut_short(front: str, model: str) -> bytes:
 
 def counted(registry: CollectorRegistry, model: str, outcome: str) -> float | None:
     """The proxy's client-side request count for a model and outcome."""
-    labels = {"model": model, "outcome": outcome}
+    labels = {catalog.MODEL: model, catalog.OUTCOME: outcome}
     return registry.get_sample_value(catalog.CLIENT_REQUESTS.name, labels)
 
 
@@ -190,7 +190,8 @@ def test_the_idle_timeout_cuts_a_stalled_stream_never_a_slow_one() -> None:
     assert slow.text.endswith("data: [DONE]\n\n")
     assert received.count(b'"content"') == 2 and b"[DONE]" not in received
     assert 0.9 < took < 3
-    assert counted(registry, "slow", "success") == counted(registry, "stalls", "error") == 1
+    success, error = catalog.OUTCOME_SUCCESS, catalog.OUTCOME_ERROR
+    assert counted(registry, "slow", success) == counted(registry, "stalls", error) == 1
 
 
 def test_an_unreachable_upstream_is_a_502_and_a_broken_one_ends_the_answer_broken() -> None:
@@ -209,8 +210,8 @@ def test_an_unreachable_upstream_is_a_502_and_a_broken_one_ends_the_answer_broke
     assert refused.status_code == 502 and refused.json()["object"] == "error"
     assert "upstream unreachable" in refused.json()["message"]
     assert received.count(b'"content"') == 2 and b"[DONE]" not in received
-    assert counted(refused_registry, catalog.UNKNOWN_MODEL, "error") == 1  # never served
-    assert counted(broken_registry, "breaks", "error") == 1
+    assert counted(refused_registry, catalog.UNKNOWN_MODEL, catalog.OUTCOME_ERROR) == 1
+    assert counted(broken_registry, "breaks", catalog.OUTCOME_ERROR) == 1
 
 
 def test_a_client_that_reads_slowly_is_never_cut_by_the_idle_timeout() -> None:
