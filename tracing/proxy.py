@@ -253,8 +253,11 @@ class _Watch:
     does; cancellations that are not its own go on."""
 
     def __init__(self, receive: Receive) -> None:
-        self.task = asyncio.current_task()
-        self.cancelling = self.task.cancelling() if self.task is not None else 0
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a watch cuts the task it is made in: make it in one")
+        self.task = task
+        self.cancelling = task.cancelling()
         self.why = ""
         self.closed = False
         self.timer: asyncio.TimerHandle | None = None
@@ -266,7 +269,7 @@ class _Watch:
             self.cut(_GONE)
 
     def cut(self, why: str) -> None:
-        if not self.why and not self.closed and self.task is not None:
+        if not self.why and not self.closed:
             self.why = why
             self.task.cancel()
 
@@ -279,7 +282,7 @@ class _Watch:
 
     def caught(self) -> bool:
         """After a CancelledError: whether it was this watch's cut (then taken back)."""
-        return bool(self.why) and self.task is not None and self.task.uncancel() <= self.cancelling
+        return bool(self.why) and self.task.uncancel() <= self.cancelling
 
     def close(self) -> None:
         self.closed = True
