@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -274,7 +275,12 @@ class _Watch:
             self.task.cancel()
 
     def arm(self, seconds: float, why: str) -> None:
-        self.timer = asyncio.get_running_loop().call_later(seconds, self.cut, why)
+        """Cut for `why` in `seconds`, unless disarmed first."""
+        self.after(seconds, self.cut, why)
+
+    def after(self, seconds: float, step: Callable[..., None], *args: object) -> None:
+        """Run `step` in `seconds` (it may cut, or call after() again), unless disarmed first."""
+        self.timer = asyncio.get_running_loop().call_later(seconds, step, *args)
 
     def disarm(self) -> None:
         if self.timer is not None:
@@ -304,9 +310,9 @@ async def _relay(answer: aiohttp.ClientResponse, send: Send, idle: float, watch:
         if waited >= idle:
             watch.cut(_IDLE)
         else:
-            watch.timer = loop.call_later(idle - waited, check)
+            watch.after(idle - waited, check)
 
-    watch.timer = loop.call_later(idle, check)
+    watch.after(idle, check)
     try:
         async for chunk in answer.content.iter_any():
             waiting_since = None
