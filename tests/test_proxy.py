@@ -6,6 +6,7 @@ flight (drained, then every span flushed to a real OTLP receiver)."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import socket
@@ -33,7 +34,7 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.server import Config
 from llm_slo_stack.simulator.server import create_app as simulator_app
-from llm_slo_stack.tracing.proxy import Limits
+from llm_slo_stack.tracing.proxy import Limits, main
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
 from tests.support.sampling import Recording
@@ -293,6 +294,66 @@ def test_the_proxy_forwards_the_query_and_every_header_and_refuses_other_methods
     assert got.status_code == 200 and got.json() == {"ok": True}
     assert got.raw.headers.getlist("set-cookie") == ["a=1", "b=2"]
     assert other.status_code == 405
+
+
+def test_the_upstream_sees_what_the_client_sent_and_nothing_more() -> None:
+    """Under a base URL with a path prefix: the path and query go up byte for byte (a
+    model name's %2F is not a second path segment), a repeated header goes up repeated,
+    no header is added (an Accept-Encoding would let the upstream compress a stream the
+    client cannot read), and a cookie the upstream set in one client's answer never goes
+    up with the next client's request (a hostname, not an IP: aiohttp's jar keeps
+    cookies only for names). Back come one Date and one Server, not the upstream's too."""
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def answer(handler: Any) -> None:
+        seen.append((handler.path, [(k.lower(), v) for k, v in handler.headers.items()]))
+        handler.send_response(200)  # with http.server's own Date and Server
+        handler.send_header("Set-Cookie", "session=alice; Path=/")
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    answers = []
+    with loopback.http(answer) as (upstream, _):
+        named = upstream.replace(loopback.HOST, "localhost") + "/gateway/"
+        with loopback.asgi(proxy_app(named)) as front:
+            for _ in range(2):  # two clients, each on its own connection
+                client = http.client.HTTPConnection(front.removeprefix("http://"), timeout=10)
+                client.putrequest(
+                    "GET", "/v1/models/org%2Fname?x=a%2Fb&y=", skip_accept_encoding=True
+                )
+                client.putheader("X-Team", "a")
+                client.putheader("X-Team", "b")
+                client.endheaders()
+                response = client.getresponse()
+                answers.append((response.status, response.read(), response.headers))
+                client.close()
+    path = "/gateway/v1/models/org%2Fname?x=a%2Fb&y="
+    sent = [("x-team", "a"), ("x-team", "b")]
+    assert [(p, [h for h in headers if h[0] != "host"]) for p, headers in seen] == [
+        (path, sent)
+    ] * 2
+    for status, body, headers in answers:
+        assert status == 200 and body == b"{}"
+        assert headers.get_all("Set-Cookie") == ["session=alice; Path=/"]
+        assert len(headers.get_all("Date") or []) == len(headers.get_all("Server") or []) == 1
+
+
+@pytest.mark.parametrize(
+    "upstream",
+    ["localhost:8000", "ftp://127.0.0.1:8000", "http://", "http://h:99999", "http://h/?a=1"],
+)
+def test_an_upstream_that_is_not_an_http_base_url_is_a_clear_error(
+    upstream: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused at start with what was expected, not a traceback on every request."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--upstream", upstream])
+    assert exited.value.code == 2
+    assert (
+        f"expected an http:// or https:// base URL such as http://127.0.0.1:8000, found {upstream!r}"
+        in capsys.readouterr().err
+    )
 
 
 # The GenAI conventions' inference span for the model call (kind CLIENT, named

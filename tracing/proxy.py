@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -27,6 +27,7 @@ from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from llm_slo_stack.exporters import serving
 from llm_slo_stack.slo import spec as slo_spec
@@ -42,6 +43,12 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
      "transfer-encoding", "upgrade", "host", "content-length"}
 )  # fmt: skip
+# The upstream's Date and Server are not passed back: uvicorn writes the proxy's own, and
+# two of either is malformed (nginx's default too: proxy_pass_header).
+NOT_PASSED_BACK = HOP_BY_HOP | {"date", "server"}
+# Headers aiohttp adds to a request unless told not to: the upstream sees only what the
+# client sent (an added Accept-Encoding would let it compress a stream nobody asked for).
+NOT_ADDED = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 CONNECT_TIMEOUT = 5.0
 FIRST_BYTE_TIMEOUT = 600.0  # a non-streamed answer's headers come when it is done
 IDLE_TIMEOUT = 120.0  # between chunks of an answer: far above any inter-token gap
@@ -58,6 +65,46 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The model server: its base URL (a path prefix kept), and its address and port as
+    the model call's span names them."""
+
+    base: str  # scheme://host[:port][/prefix], without a trailing slash
+    address: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        """ValueError, saying what was expected, unless `url` is an http(s) base URL."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = -1
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or port == -1
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "upstream: expected an http:// or https:// base URL such as "
+                f"http://127.0.0.1:8000, found {url!r}"
+            )
+        default = 443 if parts.scheme == "https" else 80
+        return cls(url.rstrip("/"), parts.hostname, port or default)
+
+    def url(self, scope: Scope) -> URL:
+        """Where a request goes: the base URL, then the path and query exactly as the
+        client sent them (a model name's %2F stays one, not a second path segment)."""
+        path = scope.get("raw_path") or quote(scope["path"]).encode("latin-1")
+        query = scope.get("query_string", b"")
+        target = self.base + path.decode("latin-1")
+        return URL(target + "?" + query.decode("latin-1") if query else target, encoded=True)
 
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
@@ -98,7 +145,7 @@ def create_app(
     streaming response (a task group and a queue per request) cost the first token 1.4 ms
     and, at 32 fast streams, 30 ms (bench/tracing.py)."""
     registry = CollectorRegistry() if registry is None else registry
-    target = urlsplit(upstream)
+    target = Upstream.parse(upstream)
     sessions: list[aiohttp.ClientSession] = []  # made in the server's event loop, on first use
 
     def session() -> aiohttp.ClientSession:
@@ -106,47 +153,49 @@ def create_app(
             # No total or read timeout: a long generation streams for minutes at the
             # client's pace; the first-byte and idle timeouts are the proxy's own.
             # aiohttp rather than httpx: about 1 ms less to the first chunk (bench/tracing.py).
+            # No cookie jar: one client's cookies must never go up with another's request.
             sessions.append(
                 aiohttp.ClientSession(
-                    base_url=upstream.rstrip("/"),
                     timeout=aiohttp.ClientTimeout(total=None, connect=limits.connect),
                     connector=aiohttp.TCPConnector(limit=0),
+                    cookie_jar=aiohttp.DummyCookieJar(),
+                    skip_auto_headers=NOT_ADDED,
                     auto_decompress=False,
                 )
             )
         return sessions[0]
 
     async def forward(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in scope["headers"]
-            if k.decode("latin-1").lower() not in HOP_BY_HOP
-        }
         body = await _body(scope, receive, limits.max_body)
         if body is None:
             await _error(send, 413, f"request body over {limits.max_body} bytes")
             return
         # The call to the model server gets its own CLIENT span (GenAI attributes from its
         # start); the model server's span becomes its child.
-        call = start_model_call(scope, target.hostname or "", target.port)
-        propagate.inject(headers, context=call)
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        call = start_model_call(scope, target.address, target.port)
+        trace_headers: dict[str, str] = {}
+        propagate.inject(trace_headers, context=call)
+        headers = [
+            (name, v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if (name := k.decode("latin-1").lower()) not in HOP_BY_HOP and name not in trace_headers
+        ]  # a list: a header the client repeated goes up repeated
+        headers += trace_headers.items()
         watch = _Watch(receive)
         answer: aiohttp.ClientResponse | None = None
         try:
             watch.arm(limits.first_byte, _FIRST_BYTE)
             answer = await session().request(
                 scope["method"],
-                scope["path"],
-                params=query,
+                target.url(scope),
                 headers=headers,
-                data=body,  # small JSON: sent whole, with a length, not chunked
+                data=body or None,  # small JSON: sent whole, with a length, not chunked
             )
             watch.disarm()
             kept = [
                 (k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in answer.headers.items()
-                if k.lower() not in HOP_BY_HOP
+                if k.lower() not in NOT_PASSED_BACK
             ]
             await send({"type": "http.response.start", "status": answer.status, "headers": kept})
             await _relay(answer, send, limits.idle, watch)
@@ -369,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         host, port = serving.parse_listen(args.listen)
+        Upstream.parse(args.upstream)
     except ValueError as error:
         parser.error(str(error))
     targets = Targets()
