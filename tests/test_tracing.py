@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as OtlpStatus
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
@@ -225,9 +226,41 @@ def test_a_collector_that_is_down_never_delays_a_request() -> None:
 
 # The middleware inside a plain Starlette app, spans to a real OTLP receiver.
 
+# How servers end a stream that failed after its first token, each answered 200 and
+# followed by `data: [DONE]`, by the model the test asks for.
+FAILED_MIDWAY = {
+    # vllm 0.10.2 wheel, vllm/entrypoints/openai/serving_chat.py: an exception in the
+    # stream generator becomes create_streaming_error_response(str(e)) (serving_engine.py:
+    # json.dumps of ErrorResponse(error=ErrorInfo(message, type="BadRequestError", code=400))).
+    "vllm-error": b'data: {"error": {"message": "Expected 2 output tokens, got 1", '
+    b'"type": "BadRequestError", "param": null, "code": 400}}\n\n',
+    # TGI 3.3.7 (huggingface/text-generation-inference@db931fc), router/src/server.rs: an
+    # InferError on an OpenAI route becomes into_openai_event() (router/src/infer/mod.rs).
+    "tgi-error": b'data: {"error":{"message":"Request failed during generation: CUDA '
+    b'error","http_status_code":422}}\n\n',
+    # vllm 0.10.2, vllm/v1/engine/__init__.py: FinishReason.ABORT, "aborted for another
+    # reason" than the client leaving, which the server-side view counts as aborted.
+    "server-abort": b'data: {"id":"x3","model":"server-abort","choices":[{"index":0,'
+    b'"delta":{"content":""},"finish_reason":"abort"}]}\n\n',
+}
+
 
 async def stream_app(request: Request) -> Response:
     body = await request.json()
+    if body.get("model") in FAILED_MIDWAY:
+        model = body["model"]
+        token = {"id": "x3", "model": model, "choices": [{"index": 0, "delta": {"content": "a"}}]}
+        sent = (
+            f"data: {json.dumps(token)}\n\n".encode(),
+            FAILED_MIDWAY[model],
+            b"data: [DONE]\n\n",
+        )
+
+        async def failing() -> Iterator[bytes]:  # type: ignore[misc]
+            for chunk in sent:
+                yield chunk
+
+        return StreamingResponse(failing(), media_type="text/event-stream")
     if body.get("model") == "boom":
         raise RuntimeError("the app failed")
     if body.get("model") == "busy":
@@ -381,6 +414,32 @@ def test_sse_framed_with_crlf_or_cr_is_read_and_errors_observe_no_latency(
     assert registry.get_sample_value(catalog.CLIENT_REQUESTS.name, sample) == 1
     for metric in catalog.CLIENT_PHASES.values():  # the 503 was fast, and is no latency
         assert client_count(registry, metric, catalog.UNKNOWN_MODEL) == 0
+
+
+def test_a_stream_the_server_failed_midway_counts_as_its_failure_and_no_latency(
+    plain: tuple[Any, ...],
+) -> None:
+    """Answered 200, a first token, then the server's error event or an abort, then
+    [DONE]: error (or aborted, as the server-side view counts an abort), never success,
+    and no latency observed, as for any answer that failed."""
+    base, got, registry = plain
+    for model in FAILED_MIDWAY:
+        assert post(base, model).status_code == 200
+    spans = {span.attributes["gen_ai.request.model"]: span for span in finished(got, 3)}
+    expected = {
+        "vllm-error": (catalog.OUTCOME_ERROR, "BadRequestError"),
+        "tgi-error": (catalog.OUTCOME_ERROR, middleware_module.OTHER_ERROR),
+        "server-abort": (catalog.OUTCOME_ABORTED, catalog.OUTCOME_ABORTED),
+    }
+    for model, (outcome, kind) in expected.items():
+        sample = {"model": model, "outcome": outcome}
+        assert registry.get_sample_value(catalog.CLIENT_REQUESTS.name, sample) == 1, model
+        assert spans[model].attributes[OUTCOME_ATTRIBUTE] == outcome
+        assert spans[model].attributes["error.type"] == kind
+        for metric in catalog.CLIENT_PHASES.values():
+            assert client_count(registry, metric, model) == 0, (model, metric.name)
+    failed = {spans[model].status_code for model in ("vllm-error", "tgi-error")}
+    assert failed == {OtlpStatus.STATUS_CODE_ERROR}
 
 
 def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(

@@ -68,6 +68,7 @@ DEFAULT_MAX_MODELS = 64
 DEFAULT_MAX_TENANTS = 64
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 MAX_NAME = 128  # characters of a model name kept in labels and span names
+OTHER_ERROR = "_OTHER"  # the conventions' error.type when nothing names the error
 PEEK_LIMIT = 1024 * 1024  # bytes of a request body read before the app (a chat is kilobytes)
 log = logging.getLogger(__name__)
 
@@ -509,6 +510,9 @@ class LLMTracingMiddleware:
         return True
 
     def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
+        if chunk.get("error"):  # the server failed the generation mid-stream
+            exchange.failed = _stream_error(chunk)
+            return
         now = time.perf_counter()
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
@@ -550,6 +554,12 @@ class LLMTracingMiddleware:
             return catalog.OUTCOME_REJECTED
         if exchange.status >= 400:
             return catalog.OUTCOME_INVALID  # the client's mistake: not the server's failure
+        # A choice the server finished as failed or aborted ("error", "abort": vLLM's
+        # words, SGLang's too) counts as the server-side view counts it.
+        finished = {catalog.VLLM.FINISHED_OUTCOMES.get(r) for r in exchange.finish_reasons}
+        for outcome in (catalog.OUTCOME_ERROR, catalog.OUTCOME_ABORTED):
+            if outcome in finished:
+                return outcome
         return catalog.OUTCOME_SUCCESS if exchange.complete else catalog.OUTCOME_ERROR
 
     def _tenant(self, headers: dict[str, str]) -> str:
@@ -650,7 +660,7 @@ class LLMTracingMiddleware:
         if isinstance(server, tuple | list) and len(server) == 2 and server[1] is not None:
             attributes["server.address"], attributes["server.port"] = server[0], server[1]
         if outcome != catalog.OUTCOME_SUCCESS:
-            attributes["error.type"] = exchange.failed or str(exchange.status or outcome)
+            attributes["error.type"] = _error_type(exchange, outcome)
         genai.duration.record(end - exchange.start, attributes)
         if ttft is not None:
             genai.first_chunk.record(ttft, attributes)
@@ -707,8 +717,7 @@ class LLMTracingMiddleware:
             OUTCOME_ATTRIBUTE: outcome or "unknown",
         }
         if outcome in (catalog.OUTCOME_ERROR, catalog.OUTCOME_REJECTED, catalog.OUTCOME_ABORTED):
-            kind = exchange.failed or (str(exchange.status) if exchange.status >= 400 else outcome)
-            attributes["error.type"] = kind
+            attributes["error.type"] = _error_type(exchange, outcome)
             if outcome == catalog.OUTCOME_ERROR:
                 span.set_status(Status(StatusCode.ERROR))
         elif outcome is None:
@@ -792,6 +801,21 @@ def metrics_app(registry: CollectorRegistry) -> ASGIApp:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return make_asgi_app(registry)
+
+
+def _stream_error(event: dict[str, Any]) -> str:
+    """The error.type of an error event in a stream: its error's type (vLLM 0.10.2 and
+    SGLang send {"error": {"message", "type", "param", "code"}}), else OTHER_ERROR
+    (TGI 3.3.7's OpenAI routes send {"error": {"message", "http_status_code"}})."""
+    error = event["error"]
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind[:MAX_NAME] if isinstance(kind, str) and kind else OTHER_ERROR
+
+
+def _error_type(exchange: _Exchange, outcome: str | None) -> str:
+    """What a request that did not succeed failed with: the app's exception or the
+    stream's error event, else an error status, else the outcome itself."""
+    return exchange.failed or (str(exchange.status) if exchange.status >= 400 else str(outcome))
 
 
 def _ns_at(moment: float) -> int:
