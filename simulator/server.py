@@ -179,8 +179,9 @@ class Engine:
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    body = {"object": "error", "message": message, "type": kind, "param": None, "code": status}
-    return JSONResponse(body, status_code=status)
+    """vLLM 0.10.2's error answer (vllm/entrypoints/openai/protocol.py: ErrorResponse)."""
+    error = {"message": message, "type": kind, "param": None, "code": status}
+    return JSONResponse({"error": error}, status_code=status)
 
 
 def _count_tokens(body: dict[str, Any], chat: bool) -> int:

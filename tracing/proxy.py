@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -120,8 +121,9 @@ async def _respond(send: Send, status: int, body: bytes = b"", kind: str = "") -
 
 
 async def _error(send: Send, status: int, message: str) -> None:
-    """An error in the OpenAI server's shape."""
-    body = json.dumps({"object": "error", "message": message, "code": status}).encode()
+    """An error in the shape of OpenAI's API and vLLM 0.10.2's (ErrorResponse)."""
+    error = {"message": message, "type": HTTPStatus(status).phrase, "param": None, "code": status}
+    body = json.dumps({"error": error}).encode()
     await _respond(send, status, body, "application/json")
 
 
