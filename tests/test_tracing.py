@@ -4,6 +4,7 @@ goodput, aborts, a collector that is down; and the middleware inside a plain app
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -245,8 +246,67 @@ FAILED_MIDWAY = {
 }
 
 
+THINK = 0.5  # seconds a reasoning model thinks, by its answer's time, before answering
+
+
+def vllm_chunk(model: str, delta: str, finish: str | None = None) -> bytes:
+    """A vLLM 0.10.2 chat chunk (serving_chat.py, exclude_unset) with this delta."""
+    ending = (
+        f'"finish_reason":"{finish}","stop_reason":null,"token_ids":null'
+        if finish
+        else '"finish_reason":null,"token_ids":null'
+    )
+    return (
+        f'data: {{"id":"chatcmpl-7","object":"chat.completion.chunk","created":1,"model":"{model}",'
+        f'"choices":[{{"index":0,"delta":{delta},"logprobs":null,{ending}}}]}}\n\n'
+    ).encode()
+
+
+# Streams whose output is not all answer text, as vLLM 0.10.2 writes them: (seconds to
+# wait, chunk). A reasoning parser's thoughts come as reasoning_content, a tool parser's
+# call as tool_calls (DeltaToolCall: id, type and name first, then the arguments).
+def generated_streams(model: str) -> list[tuple[float, bytes]]:
+    role = vllm_chunk(model, '{"role":"assistant","content":""}')
+    usage = (
+        f'data: {{"id":"chatcmpl-7","object":"chat.completion.chunk","created":1,"model":"{model}",'
+        f'"choices":[],"usage":{{"prompt_tokens":4,"total_tokens":9,"completion_tokens":5}}}}\n\n'
+    ).encode()
+    if model == "reasoner":
+        thoughts = [vllm_chunk(model, f'{{"reasoning_content":"{t}"}}') for t in ("Hm", ",", " ok")]
+        answer = [
+            vllm_chunk(model, '{"content":"Yes"}'),
+            vllm_chunk(model, '{"content":"."}', "stop"),
+        ]
+        return [
+            (0, role),
+            *((0, c) for c in thoughts),
+            (THINK, answer[0]),
+            (0, answer[1]),
+            (0, usage),
+        ]
+    call = '{"tool_calls":[{"id":"chatcmpl-tool-1","type":"function","index":0,"function":{"name":"f"}}]}'
+    arguments = '{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\": 1"}}]}'
+    return [
+        (0, role),
+        (0, vllm_chunk(model, call)),
+        (0, vllm_chunk(model, arguments)),
+        (0, vllm_chunk(model, '{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}')),
+        (0, vllm_chunk(model, "{}", "tool_calls")),
+        (0, usage),
+    ]
+
+
 async def stream_app(request: Request) -> Response:
     body = await request.json()
+    if body.get("model") in ("reasoner", "tool-caller"):
+        paced = [*generated_streams(body["model"]), (0.0, b"data: [DONE]\n\n")]
+
+        async def generated() -> Iterator[bytes]:  # type: ignore[misc]
+            for pause, chunk in paced:
+                await asyncio.sleep(pause)
+                yield chunk
+
+        return StreamingResponse(generated(), media_type="text/event-stream")
     if body.get("model") in FAILED_MIDWAY:
         model = body["model"]
         token = {"id": "x3", "model": model, "choices": [{"index": 0, "delta": {"content": "a"}}]}
@@ -440,6 +500,34 @@ def test_a_stream_the_server_failed_midway_counts_as_its_failure_and_no_latency(
             assert client_count(registry, metric, model) == 0, (model, metric.name)
     failed = {spans[model].status_code for model in ("vllm-error", "tgi-error")}
     assert failed == {OtlpStatus.STATUS_CODE_ERROR}
+
+
+def test_reasoning_and_tool_calls_are_generated_tokens_from_the_first(
+    plain: tuple[Any, ...],
+) -> None:
+    """TTFT is the first generated chunk's, thoughts and tool calls included, as the
+    server's TTFT counts them; every such chunk is a gap, and TPOT spans them all: a
+    reasoning model that thinks THINK seconds before its answer's first word has a TTFT
+    of milliseconds, four gaps for five chunks, and a TPOT of at least THINK / 4."""
+    base, got, registry = plain
+    for model in ("reasoner", "tool-caller"):
+        assert post(base, model).status_code == 200
+    finished(got, 2)
+
+    def observed(metric: catalog.Metric, model: str) -> tuple[float, float]:
+        labels = {"model": model}
+        return (
+            registry.get_sample_value(metric.count, labels) or 0.0,
+            registry.get_sample_value(metric.name + "_sum", labels) or 0.0,
+        )
+
+    ttft = observed(catalog.CLIENT_TIME_TO_FIRST_TOKEN, "reasoner")
+    assert ttft[0] == 1 and ttft[1] < THINK / 2
+    assert observed(catalog.CLIENT_INTER_TOKEN_LATENCY, "reasoner")[0] == 4
+    tpot = observed(catalog.CLIENT_TIME_PER_OUTPUT_TOKEN, "reasoner")
+    assert tpot[0] == 1 and tpot[1] >= THINK / 4
+    assert observed(catalog.CLIENT_TIME_TO_FIRST_TOKEN, "tool-caller")[0] == 1
+    assert observed(catalog.CLIENT_INTER_TOKEN_LATENCY, "tool-caller")[0] == 2  # name, 2 parts
 
 
 def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
@@ -690,6 +778,38 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
     assert with_exemplar == [(f"{metric.name}_bucket", "0.03")]  # the last gap: le="0.03"
 
 
+# Chunks as vLLM writes them (pydantic's compact JSON, the models' field order, unset
+# fields left out), text "hm". vllm 0.10.2 wheel, vllm/entrypoints/openai/protocol.py
+# and serving_chat.py / serving_completion.py (the chat's token, last-token and
+# continuous-usage chunks, exclude_unset; the completion's, exclude_unset=False);
+# vllm 0.34.0 wheel, vllm/entrypoints/generate/base/protocol.py (DeltaMessage.reasoning).
+_HEAD = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+VLLM_CHUNKS = {
+    "vllm-0.10.2-chat": _HEAD
+    + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-completion": b'{"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
+    b'"choices":[{"index":0,"text":"hm","logprobs":null,"finish_reason":null,"stop_reason":null,'
+    b'"prompt_token_ids":null,"token_ids":null}],"usage":null}',
+    "vllm-0.10.2-last-token": _HEAD
+    + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":"length",'
+    b'"stop_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-continuous-usage": _HEAD
+    + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}],'
+    b'"usage":{"prompt_tokens":5,"total_tokens":7,"completion_tokens":2}}',
+    "vllm-0.10.2-reasoning": _HEAD
+    + b'[{"index":0,"delta":{"reasoning_content":"hm"},"logprobs":null,"finish_reason":null,'
+    b'"token_ids":null}]}',
+    "vllm-0.34.0-reasoning": _HEAD
+    + b'[{"index":0,"delta":{"reasoning":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-tool-call": _HEAD
+    + b'[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\": \\"hm"}}]},'
+    b'"logprobs":null,"finish_reason":null,"token_ids":null}]}',
+    "null-content-then-reasoning": _HEAD
+    + b'[{"index":0,"delta":{"content":null,"reasoning_content":"hm"},"logprobs":null,'
+    b'"finish_reason":null}],"usage":null}',
+}
+
+
 @pytest.mark.parametrize(
     "chunk",
     [
@@ -705,10 +825,13 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\ndata: {"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\nb"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\rb"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a}]}\nb"},"finish_reason":null}]}',
+        *VLLM_CHUNKS.values(),
     ],
     ids=[
         "compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage",
         "escaped-quotes", "ending-backslash", "two-events", "raw-line-feed", "raw-carriage-return",
+        "raw-line-feed-after-an-ending", *VLLM_CHUNKS,
     ],
 )  # fmt: skip
 def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
@@ -737,5 +860,34 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
                             middleware._read_chunk(exchange, json.loads(line[6:]))
             except ValueError:
                 unreadable += 1
-        results.append((exchange.chunks, len(exchange.gaps), exchange.usage, unreadable))
+        results.append(
+            (
+                exchange.chunks,
+                len(exchange.gaps),
+                exchange.usage,
+                exchange.finish_reasons,
+                unreadable,
+            )
+        )
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    "shape", ["vllm-0.10.2-chat", "vllm-0.10.2-completion", "vllm-0.34.0-reasoning"]
+)
+def test_the_fast_path_takes_every_token_chunk_of_a_real_vllm_stream(shape: str) -> None:
+    """Once a stream's first token chunk has been checked in full, each next one of the
+    same shape is counted by the byte check alone (no json.loads): the per-chunk cost
+    bench/tracing.py measures is that of vLLM's own chunks, not only the simulator's."""
+    from llm_slo_stack.tracing.middleware import _Exchange
+
+    middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
+    exchange = _Exchange("chat", 0.0)
+    exchange.response_model = "m"  # as the role chunk before them leaves it
+    chunk = VLLM_CHUNKS[shape]
+    middleware._read_events(exchange, b"data: " + chunk + b"\n\n")
+    taken = [
+        exchange.next_token(b"data: " + chunk.replace(b'"hm"', text) + b"\n\n")
+        for text in (b'"a"', b'" the"', b'"x y z"')
+    ]
+    assert taken == [True, True, True] and exchange.chunks == 4

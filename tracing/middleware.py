@@ -59,8 +59,18 @@ REQUEST_PARAMETERS = {
     "frequency_penalty": "gen_ai.request.frequency_penalty",
     "presence_penalty": "gen_ai.request.presence_penalty",
 }  # fmt: skip
-# How a chunk whose one choice goes on ends (OpenAI's key order, with or without spaces).
-_PLAIN_ENDINGS = (b'"finish_reason": null}]}', b'"finish_reason":null}]}')
+# How a chunk whose one choice goes on ends: its last key null, then the choices' end,
+# then at most a null usage (vLLM's chat ends in "token_ids":null}]}, its completions
+# and SGLang's chunks in }],"usage":null}). Two quotes: text, whose quotes are escaped,
+# cannot hold this, so a payload cut short inside its text (a raw line end) never ends so.
+_PLAIN_END = re.compile(rb'"[a-z_]+": ?null\}\](?:, ?"usage": ?null)?\}\Z')
+# What makes such a chunk more than its next text: a finish reason, or an error.
+_NOT_PLAIN = re.compile(rb'"finish_reason": ?[^n ]|"error"')
+# The keys of a chat delta's generated text: the answer, and the reasoning before it
+# (vLLM 0.10.2 and SGLang say reasoning_content, vLLM 0.34.0 reasoning). The server's
+# TTFT counts a reasoning model's first thought: so does ours. A completion has text.
+_CHAT_TEXT = (b'"content":', b'"reasoning_content":', b'"reasoning":')
+_COMPLETION_TEXT = (b'"text":',)
 # A quote, which may end the text (an escaped one takes the slow path), or a line end,
 # which JSON text never holds raw.
 _NOT_IN_TEXT = re.compile(rb'["\n\r]')
@@ -481,28 +491,34 @@ class LLMTracingMiddleware:
         """Count a chunk that only carries one choice's next token without parsing it.
 
         Most of a stream is such chunks, and json.loads is most of the per-chunk cost.
-        The shape is checked at C speed, a handful of scans: the payload ends its one
-        choice with `"finish_reason": null` (so no usage or anything else follows) and its
-        text is not empty. Anything else (the first chunk, an empty delta, a finish
-        reason, usage, several choices, captured content, another key order) is parsed in
-        full. Inside JSON strings quotes are escaped, so these byte patterns cannot come
-        from generated text.
+        The shape is checked at C speed, a handful of scans: one choice, no finish reason
+        or usage but null ones (vLLM follows the finish reason with `"token_ids":null`,
+        SGLang the choices with `"usage":null`), no error, and a text key (the first of
+        the delta's or the completion's that holds a string) whose text is not empty.
+        Anything else (the first chunk, an empty delta, a finish reason, usage, several
+        choices, a tool call, captured content) is parsed in full. Inside JSON strings
+        quotes are escaped, so these byte patterns cannot come from generated text.
         """
         if (
             self.capture_content
             or not exchange.response_model
-            or not payload.endswith(_PLAIN_ENDINGS)
             or payload.count(b'"index"') != 1
+            or not _PLAIN_END.search(payload, len(payload) - 64)
+            or _NOT_PLAIN.search(payload)
         ):
             return False
-        at = payload.find(b'"content":')
-        at = at + 10 if at != -1 else payload.find(b'"text":') + 7
-        if at == 6:  # neither key
+        for key in _CHAT_TEXT if b'"delta":' in payload else _COMPLETION_TEXT:
+            at = payload.find(key) + len(key)
+            if at == len(key) - 1:  # not there
+                continue
+            if payload[at : at + 1] == b" ":
+                at += 1
+            if payload[at : at + 1] == b'"':
+                break  # a string: null would leave the text to the next key
+        else:
             return False
-        if payload[at : at + 1] == b" ":
-            at += 1
-        if payload[at : at + 1] != b'"' or payload[at + 1 : at + 2] == b'"':
-            return False  # not a string, or an empty one
+        if payload[at + 1 : at + 2] == b'"':
+            return False  # an empty text: nothing generated, or the role's first chunk
         exchange.token(time.perf_counter())
         close = payload.find(b'"', at + 1)  # the text's end, if it has no escapes
         if close != -1 and payload.find(b"\\", at + 1, close) == -1:
@@ -515,12 +531,16 @@ class LLMTracingMiddleware:
             return
         now = time.perf_counter()
         for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if "delta" in choice else choice.get("text")
-            if text:
+            if "delta" in choice:
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
+                generated = text or _thought_or_call(delta)
+            else:
+                text = generated = choice.get("text")
+            if generated:
                 exchange.token(now)
-                if self.capture_content:
-                    exchange.text.append(text)
+            if text and self.capture_content:
+                exchange.text.append(text)
             if choice.get("finish_reason"):
                 exchange.finish_reasons.append(choice["finish_reason"])
                 exchange.complete = True
@@ -801,6 +821,12 @@ def metrics_app(registry: CollectorRegistry) -> ASGIApp:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return make_asgi_app(registry)
+
+
+def _thought_or_call(delta: dict[str, Any]) -> bool:
+    """Whether a chat delta without answer text still carries generated tokens: reasoning
+    (see _TEXT_KEYS) or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
+    return bool(delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"))
 
 
 def _stream_error(event: dict[str, Any]) -> str:
