@@ -207,7 +207,7 @@ def request(tokens: int) -> dict[str, object]:
     }
 
 
-TOKEN = b'"content": "tok'  # in every chunk the simulator streams a token in
+TOKEN = b'"content":"tok'  # in every chunk the simulator streams a token in
 END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked HTTP/1.1 body
 
 

@@ -241,7 +241,9 @@ def create_app(config: Config, tracer_provider: trace.TracerProvider | None = No
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         drop = engine.faults.drop_rate and engine.chance.random() < engine.faults.drop_rate
         return StreamingResponse(
-            reply.stream(tokens, finish, usage, output_tokens // 2 if drop else None),
+            reply.stream(
+                tokens, output_tokens, finish, usage, output_tokens // 2 if drop else None
+            ),
             media_type="text/event-stream",
         )
 
@@ -300,7 +302,10 @@ def create_app(config: Config, tracer_provider: trace.TracerProvider | None = No
 
 
 class _Reply:
-    """OpenAI-shaped bodies and SSE chunks for one request."""
+    """One request's answer as vLLM 0.10.2 writes it (vllm/entrypoints/openai/protocol.py
+    and serving_chat.py / serving_completion.py): pydantic's compact JSON, fields in its
+    models' order; a chat stream's chunks leave unset fields out, a completion stream's
+    keep every field."""
 
     def __init__(self, chat: bool, model: str, number: int, prompt_tokens: int) -> None:
         self.chat = chat
@@ -312,29 +317,21 @@ class _Reply:
     def _usage(self, completion: int) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
+            "completion_tokens": completion,
         }
 
-    def _envelope(
-        self,
-        choices: list[dict[str, Any]],
-        usage: dict[str, Any] | None = None,
-        chunk: bool = False,
-    ) -> dict[str, Any]:
+    def _envelope(self, choices: list[dict[str, Any]], chunk: bool = False) -> dict[str, Any]:
         kind = ("chat.completion" if self.chat else "text_completion") + (
             ".chunk" if chunk and self.chat else ""
         )
-        body: dict[str, Any] = {
+        return {
             "id": self.id,
             "object": kind,
             "created": self.created,
             "model": self.model,
             "choices": choices,
         }
-        if usage is not None:
-            body["usage"] = usage
-        return body
 
     def whole(self, count: int, finish: str) -> dict[str, Any]:
         text = "".join(f"tok{i} " for i in range(count))
@@ -343,35 +340,50 @@ class _Reply:
             if self.chat
             else {"index": 0, "text": text, "finish_reason": finish}
         )
-        return self._envelope([choice], self._usage(count))
+        return {**self._envelope([choice]), "usage": self._usage(count)}
 
-    def _chunk(self, text: str | None, finish: str | None = None) -> bytes:
+    @staticmethod
+    def _event(body: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+    def _role(self) -> bytes:
+        """A chat stream's first chunk: the role, with an empty text."""
+        delta = {"role": "assistant", "content": ""}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return self._event({**self._envelope([choice], chunk=True), "prompt_token_ids": None})
+
+    def _chunk(self, text: str, finish: str | None) -> bytes:
+        """A token's chunk; the last token's carries the finish reason."""
+        choice: dict[str, Any] = {"index": 0}
         if self.chat:
-            delta = {"role": "assistant", "content": ""} if text is None else {"content": text}
-            choice = {"index": 0, "delta": {} if finish else delta, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish}
-        return b"data: " + json.dumps(self._envelope([choice], chunk=True)).encode() + b"\n\n"
+            choice |= {"delta": {"content": text}, "logprobs": None, "finish_reason": finish}
+            if finish:
+                choice["stop_reason"] = None
+            choice["token_ids"] = None
+            return self._event(self._envelope([choice], chunk=True))
+        choice |= {"text": text, "logprobs": None, "finish_reason": finish, "stop_reason": None}
+        choice |= {"prompt_token_ids": None, "token_ids": None}
+        return self._event({**self._envelope([choice], chunk=True), "usage": None})
 
     async def stream(
-        self, tokens: AsyncIterator[int], finish: str, usage: bool, drop_after: int | None
+        self,
+        tokens: AsyncIterator[int],
+        total: int,
+        finish: str,
+        usage: bool,
+        drop_after: int | None,
     ) -> AsyncIterator[bytes]:
         count = 0
         async for index in tokens:
             if self.chat and index == 0:
-                yield self._chunk(None)  # vLLM sends the role with the first output, not before
+                yield self._role()  # vLLM sends the role with the first output, not before
             if drop_after is not None and count >= drop_after:
                 await tokens.aclose()  # type: ignore[attr-defined]
                 raise ConnectionAbortedError("simulated dropped connection")
             count += 1
-            yield self._chunk(f"tok{index} ")
-        yield self._chunk("", finish)
+            yield self._chunk(f"tok{index} ", finish if index == total - 1 else None)
         if usage:
-            yield (
-                b"data: "
-                + json.dumps(self._envelope([], self._usage(count), chunk=True)).encode()
-                + b"\n\n"
-            )
+            yield self._event({**self._envelope([], chunk=True), "usage": self._usage(count)})
         yield b"data: [DONE]\n\n"
 
 

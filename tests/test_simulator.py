@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -107,19 +108,60 @@ def test_openai_shapes_and_errors() -> None:
         assert chat(base, max_tokens=0).status_code == 400
 
 
-def test_streaming_ends_with_usage_and_done() -> None:
+def stream_lines(base: str, path: str, body: dict[str, object]) -> list[str]:
+    answer = requests.post(f"{base}{path}", json={**body, "stream": True}, timeout=10)
+    return [line for line in answer.text.split("\n") if line]
+
+
+def test_streams_are_written_as_vllm_writes_them() -> None:
+    """Byte for byte vLLM 0.10.2's streams (vllm 0.10.2 wheel, protocol.py, serving_chat.py
+    and serving_completion.py: pydantic's compact JSON in its models' field order). Chat:
+    the role's chunk first, then a chunk per token, unset fields left out, the last
+    token's with its finish reason, then usage (the stream option) and [DONE]. A
+    completion: every field of every chunk. The middleware and the benchmark see the
+    bytes a real server sends."""
     app = create_app(Config(served_model_name=MODEL, profile=FAST))
     with loopback.asgi(app) as base:
-        lines = [
-            line
-            for line in chat(base, stream=True, stream_options={"include_usage": True}).text.split(
-                "\n"
-            )
-            if line
-        ]
-    assert lines[-1] == "data: [DONE]"
-    assert '"usage": {"prompt_tokens": 5, "completion_tokens": 3' in lines[-2]
-    assert sum('"content": "tok' in line for line in lines) == 3
+        chat_lines = stream_lines(
+            base,
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "hi there"}],
+                "max_tokens": 3,
+                "stream_options": {"include_usage": True},
+            },
+        )
+        text_lines = stream_lines(base, "/v1/completions", {"prompt": "a b", "max_tokens": 2})
+
+    def head(line: str, kind: str) -> str:
+        first = json.loads(line.removeprefix("data: "))
+        return (
+            f'data: {{"id":"{first["id"]}","object":"{kind}","created":{first["created"]},'
+            f'"model":"{MODEL}","choices":'
+        )
+
+    chat = head(chat_lines[0], "chat.completion.chunk")
+    token = '[{{"index":0,"delta":{{"content":"{}"}},"logprobs":null,{}"token_ids":null}}]}}'
+    going, done = '"finish_reason":null,', '"finish_reason":"length","stop_reason":null,'
+    assert chat_lines == [
+        chat + '[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
+        '"finish_reason":null}],"prompt_token_ids":null}',
+        chat + token.format("tok0 ", going),
+        chat + token.format("tok1 ", going),
+        chat + token.format("tok2 ", done),
+        chat + '[],"usage":{"prompt_tokens":6,"total_tokens":9,"completion_tokens":3}}',
+        "data: [DONE]",
+    ]
+    text = head(text_lines[0], "text_completion")
+    piece = (
+        '[{{"index":0,"text":"{}","logprobs":null,"finish_reason":{},"stop_reason":null,'
+        '"prompt_token_ids":null,"token_ids":null}}],"usage":null}}'
+    )
+    assert text_lines == [
+        text + piece.format("tok0 ", "null"),
+        text + piece.format("tok1 ", '"length"'),
+        "data: [DONE]",
+    ]
 
 
 def test_a_full_queue_rejects_and_counts_it() -> None:
@@ -186,7 +228,7 @@ def test_faults_switch_at_run_time() -> None:
         start = time.monotonic()
         with chat_stream(base, max_tokens=2) as response:
             lines = response.iter_lines()
-            assert b'"role": "assistant"' in next(lines)  # with the first token, as vLLM
+            assert b'"role":"assistant"' in next(lines)  # with the first token, as vLLM
             assert time.monotonic() - start >= 0.3  # a hung engine, then tokens
             assert any(b"tok0" in line for line in lines)
         requests.delete(faults, timeout=5).raise_for_status()
