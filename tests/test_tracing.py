@@ -778,13 +778,15 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
     assert with_exemplar == [(f"{metric.name}_bucket", "0.03")]  # the last gap: le="0.03"
 
 
-# Chunks as vLLM writes them (pydantic's compact JSON, the models' field order, unset
-# fields left out), text "hm". vllm 0.10.2 wheel, vllm/entrypoints/openai/protocol.py
-# and serving_chat.py / serving_completion.py (the chat's token, last-token and
-# continuous-usage chunks, exclude_unset; the completion's, exclude_unset=False);
-# vllm 0.34.0 wheel, vllm/entrypoints/generate/base/protocol.py (DeltaMessage.reasoning).
+# Chunks as the engines write them (pydantic's compact JSON, the models' field order),
+# text "hm". vllm 0.10.2 wheel, vllm/entrypoints/openai/protocol.py and serving_chat.py
+# / serving_completion.py (the chat's token, last-token and continuous-usage chunks,
+# exclude_unset; the completion's, exclude_unset=False); vllm 0.34.0 wheel,
+# vllm/entrypoints/generate/base/protocol.py (DeltaMessage.reasoning); sglang 0.5.23
+# wheel, sglang/srt/entrypoints/openai/protocol.py and serving_chat.py (every field,
+# tool_calls left out when None).
 _HEAD = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":'
-VLLM_CHUNKS = {
+ENGINE_CHUNKS = {
     "vllm-0.10.2-chat": _HEAD
     + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}]}',
     "vllm-0.10.2-completion": b'{"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
@@ -804,9 +806,12 @@ VLLM_CHUNKS = {
     "vllm-0.10.2-tool-call": _HEAD
     + b'[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\": \\"hm"}}]},'
     b'"logprobs":null,"finish_reason":null,"token_ids":null}]}',
-    "null-content-then-reasoning": _HEAD
-    + b'[{"index":0,"delta":{"content":null,"reasoning_content":"hm"},"logprobs":null,'
-    b'"finish_reason":null}],"usage":null}',
+    "sglang-0.5.23-chat": _HEAD
+    + b'[{"index":0,"delta":{"role":null,"content":"hm","reasoning_content":null},"logprobs":null,'
+    b'"finish_reason":null,"matched_stop":null}],"usage":null}',
+    "sglang-0.5.23-reasoning": _HEAD
+    + b'[{"index":0,"delta":{"role":null,"content":null,"reasoning_content":"hm"},"logprobs":null,'
+    b'"finish_reason":null,"matched_stop":null}],"usage":null}',
 }
 
 
@@ -826,12 +831,12 @@ VLLM_CHUNKS = {
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\nb"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\rb"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a}]}\nb"},"finish_reason":null}]}',
-        *VLLM_CHUNKS.values(),
+        *ENGINE_CHUNKS.values(),
     ],
     ids=[
         "compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage",
         "escaped-quotes", "ending-backslash", "two-events", "raw-line-feed", "raw-carriage-return",
-        "raw-line-feed-after-an-ending", *VLLM_CHUNKS,
+        "raw-line-feed-after-an-ending", *ENGINE_CHUNKS,
     ],
 )  # fmt: skip
 def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
@@ -873,18 +878,24 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "shape", ["vllm-0.10.2-chat", "vllm-0.10.2-completion", "vllm-0.34.0-reasoning"]
+    "shape",
+    [
+        "vllm-0.10.2-chat",
+        "vllm-0.10.2-completion",
+        "vllm-0.34.0-reasoning",
+        "sglang-0.5.23-reasoning",
+    ],
 )
-def test_the_fast_path_takes_every_token_chunk_of_a_real_vllm_stream(shape: str) -> None:
+def test_the_fast_path_takes_every_token_chunk_of_a_real_engine_stream(shape: str) -> None:
     """Once a stream's first token chunk has been checked in full, each next one of the
     same shape is counted by the byte check alone (no json.loads): the per-chunk cost
-    bench/tracing.py measures is that of vLLM's own chunks, not only the simulator's."""
+    bench/tracing.py measures is that of the engines' own chunks, not only the simulator's."""
     from llm_slo_stack.tracing.middleware import _Exchange
 
     middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
     exchange = _Exchange("chat", 0.0)
     exchange.response_model = "m"  # as the role chunk before them leaves it
-    chunk = VLLM_CHUNKS[shape]
+    chunk = ENGINE_CHUNKS[shape]
     middleware._read_events(exchange, b"data: " + chunk + b"\n\n")
     taken = [
         exchange.next_token(b"data: " + chunk.replace(b'"hm"', text) + b"\n\n")
