@@ -784,7 +784,8 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
 # exclude_unset; the completion's, exclude_unset=False); vllm 0.34.0 wheel,
 # vllm/entrypoints/generate/base/protocol.py (DeltaMessage.reasoning); sglang 0.5.23
 # wheel, sglang/srt/entrypoints/openai/protocol.py and serving_chat.py (every field,
-# tool_calls left out when None).
+# tool_calls left out when None); TGI 3.3.7 (huggingface/text-generation-inference@db931fc)
+# router/src/lib.rs, serde (the "object" tag first, the role in every delta).
 _HEAD = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":'
 ENGINE_CHUNKS = {
     "vllm-0.10.2-chat": _HEAD
@@ -809,6 +810,9 @@ ENGINE_CHUNKS = {
     "sglang-0.5.23-chat": _HEAD
     + b'[{"index":0,"delta":{"role":null,"content":"hm","reasoning_content":null},"logprobs":null,'
     b'"finish_reason":null,"matched_stop":null}],"usage":null}',
+    "tgi-3.3.7-chat": b'{"object":"chat.completion.chunk","id":"","created":1,"model":"m",'
+    b'"system_fingerprint":"3.3.7-native","choices":[{"index":0,"delta":{"role":"assistant",'
+    b'"content":"hm"},"logprobs":null,"finish_reason":null}],"usage":null}',
     "sglang-0.5.23-reasoning": _HEAD
     + b'[{"index":0,"delta":{"role":null,"content":null,"reasoning_content":"hm"},"logprobs":null,'
     b'"finish_reason":null,"matched_stop":null}],"usage":null}',
@@ -884,6 +888,7 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
         "vllm-0.10.2-completion",
         "vllm-0.34.0-reasoning",
         "sglang-0.5.23-reasoning",
+        "tgi-3.3.7-chat",
     ],
 )
 def test_the_fast_path_takes_every_token_chunk_of_a_real_engine_stream(shape: str) -> None:
