@@ -894,16 +894,18 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
 def test_the_fast_path_takes_every_token_chunk_of_a_real_engine_stream(shape: str) -> None:
     """Once a stream's first token chunk has been checked in full, each next one of the
     same shape is counted by the byte check alone (no json.loads): the per-chunk cost
-    bench/tracing.py measures is that of the engines' own chunks, not only the simulator's."""
+    bench/tracing.py measures is that of the engines' own chunks, not only the
+    simulator's. TGI writes `data:` without the space (axum 0.7.9's json_data)."""
     from llm_slo_stack.tracing.middleware import _Exchange
 
     middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
     exchange = _Exchange("chat", 0.0)
     exchange.response_model = "m"  # as the role chunk before them leaves it
     chunk = ENGINE_CHUNKS[shape]
-    middleware._read_events(exchange, b"data: " + chunk + b"\n\n")
+    head = b"data:" if shape.startswith("tgi") else b"data: "
+    middleware._read_events(exchange, head + chunk + b"\n\n")
     taken = [
-        exchange.next_token(b"data: " + chunk.replace(b'"hm"', text) + b"\n\n")
+        exchange.next_token(head + chunk.replace(b'"hm"', text) + b"\n\n")
         for text in (b'"a"', b'" the"', b'"x y z"')
     ]
     assert taken == [True, True, True] and exchange.chunks == 4

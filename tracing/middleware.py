@@ -458,15 +458,18 @@ class LLMTracingMiddleware:
                         )
 
     def _read_events(self, exchange: _Exchange, body: bytes) -> None:
+        # One event, one line, one token: most chunks of a stream. `data: ` as Python's
+        # servers write it, `data:` as axum's json_data does (TGI 3.3.7: axum 0.7.9).
+        start = 6 if body.startswith(b"data: {") else 5 if body.startswith(b"data:{") else 0
         if (
-            not exchange.buffer
+            start
+            and not exchange.buffer
             and body.endswith(b"}\n\n")
-            and body.startswith(b"data: {")
             and body.find(b"\n") == len(body) - 2
             and b"\r" not in body
-            and self._plain_token(exchange, body[6:-2])
+            and self._plain_token(exchange, body[start:-2], body[:start])
         ):
-            return  # one event, one line, one token: most chunks of a stream
+            return
         data = exchange.buffer + body if exchange.buffer else body
         held = False
         if b"\r" in data:
@@ -483,12 +486,14 @@ class LLMTracingMiddleware:
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
                     exchange.complete = True
-                elif payload and not self._plain_token(exchange, payload):
+                elif payload and not self._plain_token(exchange, payload, None):
                     self._read_chunk(exchange, json.loads(payload))
         exchange.buffer = data + b"\r" if held else data
 
-    def _plain_token(self, exchange: _Exchange, payload: bytes) -> bool:
-        """Count a chunk that only carries one choice's next token without parsing it.
+    def _plain_token(self, exchange: _Exchange, payload: bytes, head: bytes | None) -> bool:
+        """Count a chunk that only carries one choice's next token without parsing it;
+        with `head`, the bytes before it in its event's one line, learn its shape for
+        next_token().
 
         Most of a stream is such chunks, and json.loads is most of the per-chunk cost.
         The shape is checked at C speed, a handful of scans: one choice, no finish reason
@@ -521,8 +526,8 @@ class LLMTracingMiddleware:
             return False  # an empty text: nothing generated, or the role's first chunk
         exchange.token(time.perf_counter())
         close = payload.find(b'"', at + 1)  # the text's end, if it has no escapes
-        if close != -1 and payload.find(b"\\", at + 1, close) == -1:
-            exchange.plain = (b"data: " + payload[: at + 1], payload[close:] + b"\n\n")
+        if head is not None and close != -1 and payload.find(b"\\", at + 1, close) == -1:
+            exchange.plain = (head + payload[: at + 1], payload[close:] + b"\n\n")
         return True
 
     def _read_chunk(self, exchange: _Exchange, chunk: dict[str, Any]) -> None:
