@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llm_slo_stack.exporters import catalog
@@ -323,6 +324,8 @@ async def stream_app(request: Request) -> Response:
         return StreamingResponse(failing(), media_type="text/event-stream")
     if body.get("model") == "boom":
         raise RuntimeError("the app failed")
+    if body.get("model") == "lb-page":  # what a load balancer in front answers
+        return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
     if body.get("model") == "busy":
         return JSONResponse({"error": "overloaded"}, status_code=503)
     if body.get("model") == "bad":
@@ -528,6 +531,26 @@ def test_reasoning_and_tool_calls_are_generated_tokens_from_the_first(
     assert tpot[0] == 1 and tpot[1] >= THINK / 4
     assert observed(catalog.CLIENT_TIME_TO_FIRST_TOKEN, "tool-caller")[0] == 1
     assert observed(catalog.CLIENT_INTER_TOKEN_LATENCY, "tool-caller")[0] == 2  # name, 2 parts
+
+
+def test_an_answer_or_a_chunk_that_is_not_json_is_no_traceback(
+    plain: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's HTML error page counts by its status; a stream event that is not
+    JSON counts nothing and is one warning line for its request, never a traceback."""
+    base, got, registry = plain
+    with caplog.at_level(logging.WARNING):
+        assert post(base, "lb-page").status_code == 502
+        assert post(base, "garbled").status_code == 200
+        finished(got, 2)
+    unknown = {"model": catalog.UNKNOWN_MODEL, "outcome": catalog.OUTCOME_ERROR}
+    assert registry.get_sample_value(catalog.CLIENT_REQUESTS.name, unknown) == 1
+    assert [r for r in caplog.records if r.exc_info] == []
+    warned = [r.getMessage() for r in caplog.records if "not JSON" in r.getMessage()]
+    assert warned == [
+        "llm tracing middleware: 1 stream events of an answer from 'garbled'"
+        " were not JSON objects and were not counted"
+    ]
 
 
 def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
@@ -859,16 +882,17 @@ def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:
         exchange = _Exchange("chat", 0.0)
         unreadable = 0
         for body in (first, plain, b"data: " + chunk + b"\n\n", b"data: " + chunk + b"\n\n"):
-            try:  # the middleware logs a chunk it cannot read and counts nothing of it
-                if fast:
-                    if not exchange.next_token(body):
-                        middleware._read_events(exchange, body)
-                else:
-                    for line in body.split(b"\n"):
-                        if line.startswith(b"data: "):
-                            middleware._read_chunk(exchange, json.loads(line[6:]))
-            except ValueError:
-                unreadable += 1
+            if fast:  # the middleware counts a chunk it cannot read, and nothing of it
+                if not exchange.next_token(body):
+                    middleware._read_events(exchange, body)
+                continue
+            for line in body.split(b"\n"):
+                if line.startswith(b"data: "):
+                    try:
+                        middleware._read_chunk(exchange, json.loads(line[6:]))
+                    except ValueError:
+                        unreadable += 1
+        unreadable += exchange.unreadable
         results.append(
             (
                 exchange.chunks,

@@ -260,6 +260,7 @@ class _Exchange:
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
     plain: tuple[bytes, bytes] | None = None  # how this stream's plain token events begin and end
     whole: bool = False  # the request body has been read to its end
+    unreadable: int = 0  # stream events whose data is not a JSON object, not counted
     parsed: dict[str, Any] | None = None  # the request body, once read whole and parsed
     call: trace.Span | None = None  # the CLIENT span of the call to the model server (a proxy)
     server: tuple[str, int | None] | None = None  # that model server's address and port
@@ -302,11 +303,7 @@ class _Exchange:
         """The request body as a dict ({} if it is not a JSON object), parsed once: call
         it only once the body has been read whole."""
         if self.parsed is None:
-            try:
-                parsed = json.loads(b"".join(self.body) or b"{}")
-            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
-                parsed = {}
-            self.parsed = parsed if isinstance(parsed, dict) else {}
+            self.parsed = _json_object(b"".join(self.body)) or {}
         return self.parsed
 
 
@@ -452,10 +449,10 @@ class LLMTracingMiddleware:
                 exchange.response.append(body)
                 if not message.get("more_body", False):
                     exchange.complete = True
-                    if body or exchange.response:
-                        self._read_choice_data(
-                            exchange, json.loads(b"".join(exchange.response) or b"{}")
-                        )
+                    # Not JSON (a load balancer's error page): nothing to read, but the status.
+                    answer = _json_object(b"".join(exchange.response))
+                    if answer:
+                        self._read_choice_data(exchange, answer)
 
     def _read_events(self, exchange: _Exchange, body: bytes) -> None:
         # One event, one line, one token: most chunks of a stream. `data: ` as Python's
@@ -487,7 +484,11 @@ class LLMTracingMiddleware:
                 if payload == b"[DONE]":
                     exchange.complete = True
                 elif payload and not self._plain_token(exchange, payload, None):
-                    self._read_chunk(exchange, json.loads(payload))
+                    chunk = _json_object(payload)
+                    if chunk is None:
+                        exchange.unreadable += 1
+                    else:
+                        self._read_chunk(exchange, chunk)
         exchange.buffer = data + b"\r" if held else data
 
     def _plain_token(self, exchange: _Exchange, payload: bytes, head: bytes | None) -> bool:
@@ -613,6 +614,13 @@ class LLMTracingMiddleware:
         request = exchange.request()
         model = str(request.get("model") or exchange.response_model or "unknown")[:MAX_NAME]
         outcome = self._outcome(exchange)
+        if exchange.unreadable:  # one line a request, not a traceback a chunk
+            log.warning(
+                "llm tracing middleware: %d stream events of an answer from %r were not"
+                " JSON objects and were not counted",
+                exchange.unreadable,
+                model,
+            )
         served = 200 <= exchange.status < 300 and (
             bool(exchange.response_model) or outcome == catalog.OUTCOME_SUCCESS
         )
@@ -832,6 +840,16 @@ def _thought_or_call(delta: dict[str, Any]) -> bool:
     """Whether a chat delta without answer text still carries generated tokens: reasoning
     (see _TEXT_KEYS) or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
     return bool(delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"))
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """`raw` parsed, if it is a JSON object; None if it is not JSON (or not UTF-8, or
+    nested too deep), or JSON but not an object."""
+    try:
+        parsed = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _stream_error(event: dict[str, Any]) -> str:
