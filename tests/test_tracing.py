@@ -553,6 +553,24 @@ def test_an_answer_or_a_chunk_that_is_not_json_is_no_traceback(
     ]
 
 
+def test_a_stream_without_event_ends_is_not_held_whole() -> None:
+    """Bytes that never end an event (not SSE, or compressed) are let go past MAX_EVENT
+    and counted unreadable, not kept for the whole answer; events after them count."""
+    from llm_slo_stack.tracing.middleware import MAX_EVENT, _Exchange
+
+    middleware = LLMTracingMiddleware(lambda *a: None, registry=CollectorRegistry())  # type: ignore[arg-type]
+    exchange = _Exchange("chat", 0.0)
+    held = []
+    for _ in range(3 * MAX_EVENT // 65536):
+        middleware._read_events(exchange, b"\x1f\x8b" + b"x" * 65534)
+        held.append(len(exchange.buffer))
+    middleware._read_events(
+        exchange, b"\n\n" + ENGINE_CHUNKS["vllm-0.10.2-last-token"].join((b"data: ", b"\n\n"))
+    )
+    assert max(held) <= MAX_EVENT and exchange.unreadable >= 2
+    assert exchange.chunks == 1 and exchange.finish_reasons == ["length"]
+
+
 def test_made_up_model_names_cannot_fill_the_label_cap_or_grow_metrics(
     plain: tuple[Any, ...],
 ) -> None:

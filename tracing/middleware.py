@@ -80,6 +80,7 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiproces
 MAX_NAME = 128  # characters of a model name kept in labels and span names
 OTHER_ERROR = "_OTHER"  # the conventions' error.type when nothing names the error
 PEEK_LIMIT = 1024 * 1024  # bytes of a request body read before the app (a chat is kilobytes)
+MAX_EVENT = 1024 * 1024  # bytes of an unfinished stream event held: a chunk is hundreds
 log = logging.getLogger(__name__)
 
 
@@ -489,6 +490,9 @@ class LLMTracingMiddleware:
                         exchange.unreadable += 1
                     else:
                         self._read_chunk(exchange, chunk)
+        if len(data) > MAX_EVENT:  # no event end in sight (not SSE, or compressed): let go
+            exchange.unreadable += 1
+            data, held = b"", False
         exchange.buffer = data + b"\r" if held else data
 
     def _plain_token(self, exchange: _Exchange, payload: bytes, head: bytes | None) -> bool:
