@@ -842,7 +842,7 @@ def metrics_app(registry: CollectorRegistry) -> ASGIApp:
 
 def _thought_or_call(delta: dict[str, Any]) -> bool:
     """Whether a chat delta without answer text still carries generated tokens: reasoning
-    (see _TEXT_KEYS) or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
+    (see _CHAT_TEXT) or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
     return bool(delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"))
 
 
