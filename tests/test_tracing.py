@@ -324,6 +324,10 @@ async def stream_app(request: Request) -> Response:
         return StreamingResponse(failing(), media_type="text/event-stream")
     if body.get("model") == "boom":
         raise RuntimeError("the app failed")
+    if body.get("model") == "reasoner-whole":  # vLLM 0.10.2's ChatMessage.reasoning_content
+        message = {"role": "assistant", "content": "Yes.", "reasoning_content": "Hm, ok"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return JSONResponse({"id": "chatcmpl-8", "model": "reasoner-whole", "choices": [choice]})
     if body.get("model") == "lb-page":  # what a load balancer in front answers
         return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", 502)
     if body.get("model") == "busy":
@@ -513,9 +517,15 @@ def test_reasoning_and_tool_calls_are_generated_tokens_from_the_first(
     reasoning model that thinks THINK seconds before its answer's first word has a TTFT
     of milliseconds, four gaps for five chunks, and a TPOT of at least THINK / 4."""
     base, got, registry = plain
-    for model in ("reasoner", "tool-caller"):
+    for model in ("reasoner", "tool-caller", "reasoner-whole"):
         assert post(base, model).status_code == 200
-    finished(got, 2)
+    spans = {span.attributes["gen_ai.request.model"]: span for span in finished(got, 3)}
+    for model in ("reasoner", "reasoner-whole"):  # captured: the fixture opts in
+        (answer,) = json.loads(spans[model].attributes["gen_ai.output.messages"])
+        assert answer["parts"] == [
+            {"type": "reasoning", "content": "Hm, ok"},
+            {"type": "text", "content": "Yes."},
+        ], model
 
     def observed(metric: catalog.Metric, model: str) -> tuple[float, float]:
         labels = {"model": model}

@@ -258,6 +258,7 @@ class _Exchange:
     response_model: str = ""
     finish_reasons: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)  # reasoning text, captured with `text`
     tenant: tuple[str, ...] = ()  # the tenant label's value, when the middleware has a source
     plain: tuple[bytes, bytes] | None = None  # how this stream's plain token events begin and end
     whole: bool = False  # the request body has been read to its end
@@ -549,8 +550,8 @@ class LLMTracingMiddleware:
                 text = generated = choice.get("text")
             if generated:
                 exchange.token(now)
-            if text and self.capture_content:
-                exchange.text.append(text)
+            if self.capture_content:
+                _capture(exchange, text, delta if "delta" in choice else {})
             if choice.get("finish_reason"):
                 exchange.finish_reasons.append(choice["finish_reason"])
                 exchange.complete = True
@@ -573,7 +574,7 @@ class LLMTracingMiddleware:
                     exchange.finish_reasons.append(choice["finish_reason"])
                 if self.capture_content:
                     message = choice.get("message") or {}
-                    exchange.text.append(message.get("content") or choice.get("text") or "")
+                    _capture(exchange, message.get("content") or choice.get("text"), message)
 
     def _outcome(self, exchange: _Exchange) -> str | None:
         if exchange.disconnected and not exchange.complete:
@@ -791,9 +792,13 @@ def _messages(request: dict[str, Any], exchange: _Exchange) -> dict[str, str]:
         for m in asked
         if isinstance(m, dict)
     ]
+    thought = [{"type": "reasoning", "content": "".join(exchange.thoughts)}]
     output = {
         "role": "assistant",
-        "parts": [{"type": "text", "content": "".join(exchange.text)}],
+        "parts": [
+            *(thought if exchange.thoughts else []),
+            {"type": "text", "content": "".join(exchange.text)},
+        ],
         "finish_reason": exchange.finish_reasons[0] if exchange.finish_reasons else None,
     }
     return {
@@ -840,10 +845,24 @@ def metrics_app(registry: CollectorRegistry) -> ASGIApp:
     return make_asgi_app(registry)
 
 
+def _thought(message: dict[str, Any]) -> Any:
+    """A delta's or a whole message's reasoning text, under either name (see _CHAT_TEXT)."""
+    return message.get("reasoning_content") or message.get("reasoning")
+
+
 def _thought_or_call(delta: dict[str, Any]) -> bool:
     """Whether a chat delta without answer text still carries generated tokens: reasoning
-    (see _CHAT_TEXT) or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
-    return bool(delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"))
+    or a tool call's id, name or arguments (vLLM's DeltaToolCall)."""
+    return bool(_thought(delta) or delta.get("tool_calls"))
+
+
+def _capture(exchange: _Exchange, text: Any, message: dict[str, Any]) -> None:
+    """Answer text, and the reasoning before it, kept for the output message (opt-in)."""
+    if isinstance(text, str) and text:
+        exchange.text.append(text)
+    thought = _thought(message)
+    if isinstance(thought, str) and thought:
+        exchange.thoughts.append(thought)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
