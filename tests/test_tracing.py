@@ -886,12 +886,15 @@ ENGINE_CHUNKS = {
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\nb"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a\rb"},"finish_reason":null}]}',
         b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"a}]}\nb"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","usage":{"completion_tokens":9},"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}',
+        b'{"id":"x","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":  "stop","token_ids":null}]}',
         *ENGINE_CHUNKS.values(),
     ],
     ids=[
         "compact", "spaced", "other-key-order", "completion", "empty", "two-choices", "usage",
         "escaped-quotes", "ending-backslash", "two-events", "raw-line-feed", "raw-carriage-return",
-        "raw-line-feed-after-an-ending", *ENGINE_CHUNKS,
+        "raw-line-feed-after-an-ending", "usage-first", "finish-reason-after-two-spaces",
+        *ENGINE_CHUNKS,
     ],
 )  # fmt: skip
 def test_the_fast_path_counts_exactly_what_parsing_counts(chunk: bytes) -> None:

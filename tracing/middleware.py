@@ -64,8 +64,9 @@ REQUEST_PARAMETERS = {
 # and SGLang's chunks in }],"usage":null}). Two quotes: text, whose quotes are escaped,
 # cannot hold this, so a payload cut short inside its text (a raw line end) never ends so.
 _PLAIN_END = re.compile(rb'"[a-z_]+": ?null\}\](?:, ?"usage": ?null)?\}\Z')
-# What makes such a chunk more than its next text: a finish reason, or an error.
-_NOT_PLAIN = re.compile(rb'"finish_reason": ?[^n ]|"error"')
+# What makes such a chunk more than its next text: a finish reason or usage that is not
+# null (usage may come before the choices), whatever the spaces after the colon; an error.
+_NOT_PLAIN = re.compile(rb'"(?:finish_reason|usage)": *[^n ]|"error"')
 # The keys of a chat delta's generated text: the answer, and the reasoning before it
 # (vLLM 0.10.2 and SGLang say reasoning_content, vLLM 0.34.0 reasoning). The server's
 # TTFT counts a reasoning model's first thought: so does ours. A completion has text.
