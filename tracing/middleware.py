@@ -543,16 +543,12 @@ class LLMTracingMiddleware:
             return
         now = time.perf_counter()
         for choice in chunk.get("choices") or []:
-            if "delta" in choice:
-                delta = choice.get("delta") or {}
-                text = delta.get("content")
-                generated = text or _thought_or_call(delta)
-            else:
-                text = generated = choice.get("text")
-            if generated:
+            delta = choice.get("delta") or {}  # a completion's choice has none: its text
+            text = delta.get("content") if "delta" in choice else choice.get("text")
+            if text or _thought_or_call(delta):
                 exchange.token(now)
             if self.capture_content:
-                _capture(exchange, text, delta if "delta" in choice else {})
+                _capture(exchange, text, delta)
             if choice.get("finish_reason"):
                 exchange.finish_reasons.append(choice["finish_reason"])
                 exchange.complete = True
