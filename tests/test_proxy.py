@@ -34,7 +34,7 @@ from llm_slo_stack.exporters import catalog
 from llm_slo_stack.simulator.latency import Profile
 from llm_slo_stack.simulator.server import Config
 from llm_slo_stack.simulator.server import create_app as simulator_app
-from llm_slo_stack.tracing.proxy import Limits, main
+from llm_slo_stack.tracing.proxy import Limits, Upstream, main
 from llm_slo_stack.tracing.proxy import create_app as proxy_app
 from tests.support import loopback, otlp
 from tests.support.sampling import Recording
@@ -340,6 +340,22 @@ def test_the_upstream_sees_what_the_client_sent_and_nothing_more() -> None:
         assert status == 200 and body == b"{}"
         assert headers.get_all("Set-Cookie") == ["session=alice; Path=/"]
         assert len(headers.get_all("Date") or []) == len(headers.get_all("Server") or []) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "address", "port"),
+    [
+        ("http://vllm", "http://vllm", "vllm", 80),  # the scheme's port (RFC 9110)
+        ("https://gw.example/vllm/", "https://gw.example/vllm", "gw.example", 443),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000", "127.0.0.1", 8000),
+    ],
+)
+def test_an_upstream_names_its_base_and_the_server_address_and_port_the_span_carries(
+    url: str, base: str, address: str, port: int
+) -> None:
+    """server.port is conditionally required beside server.address: a URL without a port
+    names its scheme's."""
+    assert Upstream.parse(url) == Upstream(base, address, port)
 
 
 @pytest.mark.parametrize(
