@@ -251,32 +251,38 @@ THINK = 0.5  # seconds a reasoning model thinks, by its answer's time, before an
 
 
 def vllm_chunk(model: str, delta: str, finish: str | None = None) -> bytes:
-    """A vLLM 0.10.2 chat chunk (serving_chat.py, exclude_unset) with this delta."""
+    """A vLLM chat chunk with this delta, as vllm 0.10.2's serving_chat.py writes it
+    (protocol.py's field order, exclude_unset; the last token's also has stop_reason),
+    and as 0.34.0's does."""
     ending = (
         f'"finish_reason":"{finish}","stop_reason":null,"token_ids":null'
         if finish
         else '"finish_reason":null,"token_ids":null'
     )
     return (
-        f'data: {{"id":"chatcmpl-7","object":"chat.completion.chunk","created":1,"model":"{model}",'
-        f'"choices":[{{"index":0,"delta":{delta},"logprobs":null,{ending}}}]}}\n\n'
+        f'{{"id":"chatcmpl-7","object":"chat.completion.chunk","created":1,"model":"{model}",'
+        f'"choices":[{{"index":0,"delta":{delta},"logprobs":null,{ending}}}]}}'
     ).encode()
+
+
+def vllm_event(model: str, delta: str, finish: str | None = None) -> bytes:
+    return b"data: " + vllm_chunk(model, delta, finish) + b"\n\n"
 
 
 # Streams whose output is not all answer text, as vLLM 0.10.2 writes them: (seconds to
 # wait, chunk). A reasoning parser's thoughts come as reasoning_content, a tool parser's
 # call as tool_calls (DeltaToolCall: id, type and name first, then the arguments).
 def generated_streams(model: str) -> list[tuple[float, bytes]]:
-    role = vllm_chunk(model, '{"role":"assistant","content":""}')
+    role = vllm_event(model, '{"role":"assistant","content":""}')
     usage = (
         f'data: {{"id":"chatcmpl-7","object":"chat.completion.chunk","created":1,"model":"{model}",'
         f'"choices":[],"usage":{{"prompt_tokens":4,"total_tokens":9,"completion_tokens":5}}}}\n\n'
     ).encode()
     if model == "reasoner":
-        thoughts = [vllm_chunk(model, f'{{"reasoning_content":"{t}"}}') for t in ("Hm", ",", " ok")]
+        thoughts = [vllm_event(model, f'{{"reasoning_content":"{t}"}}') for t in ("Hm", ",", " ok")]
         answer = [
-            vllm_chunk(model, '{"content":"Yes"}'),
-            vllm_chunk(model, '{"content":"."}', "stop"),
+            vllm_event(model, '{"content":"Yes"}'),
+            vllm_event(model, '{"content":"."}', "stop"),
         ]
         return [
             (0, role),
@@ -289,10 +295,10 @@ def generated_streams(model: str) -> list[tuple[float, bytes]]:
     arguments = '{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\": 1"}}]}'
     return [
         (0, role),
-        (0, vllm_chunk(model, call)),
-        (0, vllm_chunk(model, arguments)),
-        (0, vllm_chunk(model, '{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}')),
-        (0, vllm_chunk(model, "{}", "tool_calls")),
+        (0, vllm_event(model, call)),
+        (0, vllm_event(model, arguments)),
+        (0, vllm_event(model, '{"tool_calls":[{"index":0,"function":{"arguments":"}"}}]}')),
+        (0, vllm_event(model, "{}", "tool_calls")),
         (0, usage),
     ]
 
@@ -842,25 +848,19 @@ def test_observing_all_gaps_at_once_leaves_what_observing_each_would() -> None:
 # router/src/lib.rs, serde (the "object" tag first, the role in every delta).
 _HEAD = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":'
 ENGINE_CHUNKS = {
-    "vllm-0.10.2-chat": _HEAD
-    + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-chat": vllm_chunk("m", '{"content":"hm"}'),
     "vllm-0.10.2-completion": b'{"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
     b'"choices":[{"index":0,"text":"hm","logprobs":null,"finish_reason":null,"stop_reason":null,'
     b'"prompt_token_ids":null,"token_ids":null}],"usage":null}',
-    "vllm-0.10.2-last-token": _HEAD
-    + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":"length",'
-    b'"stop_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-last-token": vllm_chunk("m", '{"content":"hm"}', "length"),
     "vllm-0.10.2-continuous-usage": _HEAD
     + b'[{"index":0,"delta":{"content":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}],'
     b'"usage":{"prompt_tokens":5,"total_tokens":7,"completion_tokens":2}}',
-    "vllm-0.10.2-reasoning": _HEAD
-    + b'[{"index":0,"delta":{"reasoning_content":"hm"},"logprobs":null,"finish_reason":null,'
-    b'"token_ids":null}]}',
-    "vllm-0.34.0-reasoning": _HEAD
-    + b'[{"index":0,"delta":{"reasoning":"hm"},"logprobs":null,"finish_reason":null,"token_ids":null}]}',
-    "vllm-0.10.2-tool-call": _HEAD
-    + b'[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\": \\"hm"}}]},'
-    b'"logprobs":null,"finish_reason":null,"token_ids":null}]}',
+    "vllm-0.10.2-reasoning": vllm_chunk("m", '{"reasoning_content":"hm"}'),
+    "vllm-0.34.0-reasoning": vllm_chunk("m", '{"reasoning":"hm"}'),
+    "vllm-0.10.2-tool-call": vllm_chunk(
+        "m", '{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\": \\"hm"}}]}'
+    ),
     "sglang-0.5.23-chat": _HEAD
     + b'[{"index":0,"delta":{"role":null,"content":"hm","reasoning_content":null},"logprobs":null,'
     b'"finish_reason":null,"matched_stop":null}],"usage":null}',
